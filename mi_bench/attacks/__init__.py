@@ -1,0 +1,1 @@
+"""Attacks: a shared PGD loop and the suites that ``mi-bench attack`` runs."""

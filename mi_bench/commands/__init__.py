@@ -1,0 +1,1 @@
+"""One module per ``mi-bench`` subcommand: option parsing only, the work lives in the stages."""

@@ -1,0 +1,9 @@
+import click
+
+
+@click.command()
+def leaderboard():
+    """placeholder"""
+@click.command()
+def report():
+    """placeholder"""

@@ -1,0 +1,246 @@
+"""Training: ERM, mixup (Zhang et al. 2018) and interpolated adversarial training (Lamb et al. 2019).
+
+Reproducibility by construction: the model is initialized from ``seed``; every epoch draws its
+shuffling, augmentation and mixing from a generator seeded by ``(seed, epoch)``, and the learning
+rate is a pure function of the step. So resuming after epoch e replays exactly what an
+uninterrupted run does (tests check that the weights are bit-identical).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from mi_bench.attacks.pgd import pgd
+from mi_bench.checkpoint import atomic_torch_save, safe_torch_load, save_checkpoint
+from mi_bench.data import Split
+from mi_bench.errors import UserError
+from mi_bench.models import Normalized, create_model
+
+METHODS = ("erm", "mixup", "iat")
+SCHEDULES = ("onecycle", "step", "cosine")
+
+
+@dataclass
+class TrainConfig:
+    method: str = "mixup"
+    arch: str = "preact-resnet18"
+    arch_kwargs: dict = field(default_factory=dict)
+    dataset: str = "cifar10"
+    epochs: int = 15
+    batch_size: int = 128
+    lr: float = 0.1
+    schedule: str = "onecycle"
+    milestones: tuple[int, ...] = (100, 150)
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    nesterov: bool = True
+    alpha: float = 1.0
+    pgd_steps: int = 1
+    eps: float = 8 / 255
+    pgd_step_size: float = 2 / 255
+    seed: int = 0
+    augment: bool = True
+    heldout: int = 1000
+
+    def validate(self) -> None:
+        if self.method not in METHODS:
+            raise UserError(f"unknown method {self.method!r}; expected one of {METHODS}")
+        if self.schedule not in SCHEDULES:
+            raise UserError(f"unknown schedule {self.schedule!r}; expected one of {SCHEDULES}")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.lr <= 0 or self.alpha <= 0:
+            raise UserError("--lr and --alpha must be positive")
+        if self.method == "iat" and self.pgd_steps < 1:
+            raise UserError("--pgd-steps must be at least 1 for IAT")
+
+
+def preset(name: str, method: str) -> dict:
+    """Named recipes. ``paper``: the MI paper's SGD schedule; ``fast``: one-cycle for a CPU."""
+    if name == "paper":
+        return {"epochs": 200, "batch_size": 64, "lr": 0.1 if method == "iat" else 0.01,
+                    "schedule": "step", "milestones": (100, 150), "momentum": 0.9, "weight_decay": 0.0,
+                    "nesterov": False}
+    if name == "fast":
+        return {"epochs": 15, "batch_size": 128, "lr": 0.1, "schedule": "onecycle", "momentum": 0.9,
+                    "weight_decay": 5e-4, "nesterov": True}
+    raise UserError(f"unknown preset {name!r}; expected 'paper' or 'fast'")
+
+
+def lr_at(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
+    """Learning rate as a pure function of the global step (so resume needs no scheduler)."""
+    total = cfg.epochs * steps_per_epoch
+    if cfg.schedule == "step":
+        epoch = step // steps_per_epoch
+        return cfg.lr * 0.1 ** sum(epoch >= m for m in cfg.milestones)
+    if cfg.schedule == "cosine":
+        return 0.5 * cfg.lr * (1 + math.cos(math.pi * step / total))
+    peak = 0.3 * total  # one-cycle: linear up to the peak, linear down to zero
+    return cfg.lr * (step / peak if step < peak else max(total - step, 0) / (total - peak))
+
+
+def soft_cross_entropy(logits: torch.Tensor, soft_targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against a distribution over classes (mixup's mixed labels), batch mean."""
+    return -(soft_targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+
+
+def mix(x: torch.Tensor, y: torch.Tensor, lam: float, perm: torch.Tensor,
+        num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mixup of a batch with a permutation of itself: inputs and one-hot labels alike."""
+    onehot = F.one_hot(y, num_classes).float()
+    return lam * x + (1 - lam) * x[perm], lam * onehot + (1 - lam) * onehot[perm]
+
+
+def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random crop with 4-pixel zero padding and horizontal flip, on a uint8 batch."""
+    b = images.shape[0]
+    padded = F.pad(images, (4, 4, 4, 4))
+    oy = torch.randint(0, 9, (b,), generator=generator)
+    ox = torch.randint(0, 9, (b,), generator=generator)
+    ar = torch.arange(32)
+    rows = (oy[:, None] + ar)[:, :, None]
+    cols = (ox[:, None] + ar)[:, None, :]
+    out = padded.permute(0, 2, 3, 1)[torch.arange(b)[:, None, None], rows, cols]
+    out = out.permute(0, 3, 1, 2)
+    flip = torch.rand(b, generator=generator) < 0.5
+    return torch.where(flip.view(-1, 1, 1, 1), out.flip(3), out).contiguous()
+
+
+@torch.no_grad()
+def accuracy(model: torch.nn.Module, split: Split, n: int | None = None,
+             batch_size: int = 500) -> float:
+    """Top-1 accuracy of a deterministic model on the first n examples of a split."""
+    model.eval()
+    n = len(split) if n is None else min(n, len(split))
+    correct = 0
+    for i in range(0, n, batch_size):
+        j = min(i + batch_size, n)
+        correct += (model(split.float_images(i, j)).argmax(1) == split.labels[i:j]).sum().item()
+    return correct / max(n, 1)
+
+
+def _train_step(model: Normalized, cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor,
+                g: torch.Generator, rng: np.random.Generator, num_classes: int):
+    """One method's loss on one batch; returns (loss, logits on the clean or mixed batch)."""
+    if cfg.method == "erm":
+        logits = model(x)
+        return F.cross_entropy(logits, y), logits
+    if cfg.method == "mixup":
+        xm, ym = mix(x, y, float(rng.beta(cfg.alpha, cfg.alpha)),
+                     torch.randperm(len(y), generator=g), num_classes)
+        logits = model(xm)
+        return soft_cross_entropy(logits, ym), logits
+    model.eval()  # IAT: adversarial examples are made with the model in eval mode
+    x_adv = pgd(model, x, y, eps=cfg.eps, steps=cfg.pgd_steps, step_size=cfg.pgd_step_size,
+                random_start=True, generator=g)
+    model.train()
+    xm, ym = mix(x, y, float(rng.beta(cfg.alpha, cfg.alpha)),
+                 torch.randperm(len(y), generator=g), num_classes)
+    xa, ya = mix(x_adv, y, float(rng.beta(cfg.alpha, cfg.alpha)),
+                 torch.randperm(len(y), generator=g), num_classes)
+    logits = model(xm)
+    loss = 0.5 * soft_cross_entropy(model(xa), ya) + 0.5 * soft_cross_entropy(logits, ym)
+    return loss, logits
+
+
+def _card(cfg: TrainConfig, model: Normalized, train: Split, command: str | None) -> dict:
+    return {
+        "arch": cfg.arch, "arch_kwargs": dict(cfg.arch_kwargs), "num_classes": train.num_classes,
+        "dataset": cfg.dataset, "class_names": train.class_names,
+        "mean": model.mean.flatten().tolist(), "std": model.std.flatten().tolist(),
+        "method": cfg.method, "settings": _jsonable(dataclasses.asdict(cfg)), "seed": cfg.seed,
+        "epochs_planned": cfg.epochs, "epochs": 0, "train_data": train.source,
+        "train_n": len(train), "data_sha256": train.sha256(), "command": command,
+        "torch": torch.__version__, "history": [],
+    }
+
+
+def _jsonable(d: dict) -> dict:
+    return json.loads(json.dumps(d, default=list))
+
+
+def train(cfg: TrainConfig, train_split: Split, heldout: Split | None, out: str | Path,
+          resume: bool = False, command: str | None = None, progress: bool = True,
+          final_eval: Split | None = None) -> tuple[Normalized, dict]:
+    """Train to ``out`` (a checkpoint written every epoch, resume state beside it)."""
+    cfg.validate()
+    out = Path(out)
+    resume_path = out.with_name(out.name + ".resume.pt")
+    num_classes = train_split.num_classes
+    torch.manual_seed(cfg.seed)
+    model = create_model(cfg.arch, num_classes, **cfg.arch_kwargs)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                          weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
+    card = _card(cfg, model, train_split, command)
+    start_epoch = 0
+    if resume and resume_path.is_file():
+        state = safe_torch_load(resume_path)
+        if state["settings"] != card["settings"] or state["data_sha256"] != card["data_sha256"]:
+            raise UserError(f"{resume_path}: made with other settings or data; remove it or "
+                            "rerun with the same options")
+        model.net.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        start_epoch, card["history"] = state["epoch"], state["history"]
+        print(f"resuming {out} after epoch {start_epoch}", file=sys.stderr)
+    elif out.exists() and not resume:
+        raise UserError(f"{out} exists; pass --resume to continue it or choose another --out")
+
+    steps = len(train_split) // cfg.batch_size
+    if steps == 0:
+        raise UserError(f"{len(train_split)} training images are fewer than one batch of "
+                        f"{cfg.batch_size}")
+    for epoch in range(start_epoch, cfg.epochs):
+        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+        rng = np.random.default_rng([cfg.seed, epoch])
+        perm = torch.randperm(len(train_split), generator=g)
+        model.train()
+        t0, loss_sum, correct, seen = time.time(), 0.0, 0, 0
+        bar = tqdm(range(steps), desc=f"{cfg.method} epoch {epoch + 1}/{cfg.epochs}",
+                   disable=not progress, leave=False, file=sys.stderr)
+        for i in bar:
+            for group in opt.param_groups:
+                group["lr"] = lr_at(cfg, epoch * steps + i, steps)
+            idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            xb = train_split.images[idx]
+            xb = (augment(xb, g) if cfg.augment else xb).float().div_(255.0)
+            yb = train_split.labels[idx]
+            loss, logits = _train_step(model, cfg, xb, yb, g, rng, num_classes)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += loss.item() * len(yb)
+            correct += (logits.argmax(1) == yb).sum().item()
+            seen += len(yb)
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}")
+        record = {"epoch": epoch + 1, "loss": round(loss_sum / seen, 4),
+                  "train_acc": round(correct / seen, 4), "seconds": round(time.time() - t0, 1)}
+        if heldout is not None:
+            record["heldout_acc"] = round(accuracy(model, heldout, cfg.heldout), 4)
+        card["history"].append(record)
+        card["epochs"] = epoch + 1
+        print(json.dumps(record), file=sys.stderr, flush=True)
+        save_checkpoint(out, model, card)
+        atomic_torch_save({"model": model.net.state_dict(), "optimizer": opt.state_dict(),
+                           "epoch": epoch + 1, "history": card["history"],
+                           "settings": card["settings"], "data_sha256": card["data_sha256"]},
+                          resume_path)
+    if final_eval is not None:
+        card["clean_acc"] = round(accuracy(model, final_eval), 4)
+        card["clean_acc_n"] = len(final_eval)
+        card["clean_acc_data"] = final_eval.source
+        card["train_seconds"] = round(sum(r["seconds"] for r in card["history"]), 1)
+        save_checkpoint(out, model, card)
+    model.eval()
+    return model, card
