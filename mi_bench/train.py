@@ -163,7 +163,7 @@ def _card(cfg: TrainConfig, model: Normalized, train: Split, command: str | None
         "method": cfg.method, "settings": _jsonable(dataclasses.asdict(cfg)), "seed": cfg.seed,
         "epochs_planned": cfg.epochs, "epochs": 0, "train_data": train.source,
         "train_n": len(train), "data_sha256": train.sha256(), "command": command,
-        "torch": torch.__version__, "history": [],
+        "torch": str(torch.__version__), "history": [],
     }
 
 

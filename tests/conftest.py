@@ -79,3 +79,15 @@ def _dump(path: Path, images: np.ndarray, labels: np.ndarray, key: str) -> None:
     data = images.transpose(0, 3, 1, 2).reshape(len(images), -1)
     with open(path, "wb") as f:
         pickle.dump({"data": data, key: [int(v) for v in labels]}, f)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """A small CNN trained for a few seconds on the embedded sample: a real but weak model."""
+    from mi_bench.train import TrainConfig, train
+
+    path = tmp_path_factory.mktemp("ckpt") / "tiny-mixup.pt"
+    cfg = TrainConfig(method="mixup", arch="small-cnn", arch_kwargs={"width": 8}, epochs=3,
+                      batch_size=50, lr=0.05, seed=0)
+    train(cfg, load_sample("train"), None, path, progress=False)
+    return path

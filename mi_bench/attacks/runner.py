@@ -1,0 +1,403 @@
+"""The attack orchestrator: one run = one suite on one model and defense, per seed, per eps.
+
+For every seed it: builds the defense and the attacked model with seeded generators; runs
+AutoAttack-style sanity checks; estimates the cost; attacks batch by batch (each finished batch
+is stored, so a killed run resumes where it stopped); checks every adversarial example for
+validity; evaluates clean and adversarial accuracy over R independent MI draws; checks for
+gradient masking; and writes one record. Randomness of batch b under seed s depends only on
+(s, b), so a resumed run gives the same numbers as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from mi_bench.attacks.pgd import NORMS, attack_loss
+from mi_bench.attacks.suites import (
+    AA_ATTACKS,
+    AA_VERSIONS,
+    AutoAttackSuite,
+    PassCounter,
+    PGDSuite,
+    aa_warnings,
+)
+from mi_bench.data import load_split
+from mi_bench.defense import MixupInference, PartnerPool
+from mi_bench.errors import UserError
+from mi_bench.evaluate import correct_matrix, mi_config_for
+from mi_bench.models.zoo import load_classifier
+from mi_bench.results import ResultStore, package_versions, record_key
+
+SUITES = ("autoattack", "eot-pgd", "pgd", "transfer")
+SANITY_EPS = {"Linf": 0.5, "L2": 20.0}  # far beyond any perturbation a classifier survives
+
+
+class InvalidAdversarial(UserError):
+    """An attack returned a point outside the threat model: the run fails, nothing is stored."""
+
+
+@dataclass
+class AttackConfig:
+    checkpoint: str | None = None
+    defense: str = "mi-ol"
+    suite: str = "autoattack"
+    eps: float = 8 / 255
+    eps_label: str = "8/255"
+    norm: str = "Linf"
+    n_examples: int = 100
+    seeds: list[int] = field(default_factory=lambda: [0])
+    eval_repeats: int = 5
+    batch_size: int = 50
+    data_dir: str | None = None
+    mi: dict = field(default_factory=dict)  # overrides: n_samples, lam, pool_split, threshold
+    attack_mi_samples: int | None = None  # K partners inside the attack (default N)
+    max_batch: int = 1024
+    # autoattack
+    aa_version: str | None = None  # default: standard on deterministic models, rand on MI
+    aa_attacks: list[str] | None = None
+    # PGD family
+    steps: int | None = None
+    step_size: float | None = None
+    loss: str = "ce"
+    restarts: int = 1
+    eot_iter: int | None = None
+    targeted: bool = False
+    variant: str = "pgd"
+    surrogate: str | None = None
+    sanity: bool = True
+    sanity_n: int = 8
+
+    def validate(self) -> None:
+        if self.suite not in SUITES:
+            raise UserError(f"unknown suite {self.suite!r}; expected one of {SUITES}")
+        if self.norm not in NORMS:
+            raise UserError(f"unknown norm {self.norm!r}; expected one of {NORMS}")
+        if self.eps <= 0:
+            raise UserError("eps must be positive")
+        if self.n_examples < 1 or self.batch_size < 1 or self.eval_repeats < 1:
+            raise UserError("--n-examples, --batch-size and --eval-repeats must be at least 1")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise UserError(f"--seeds must be distinct integers, got {self.seeds}")
+        if self.aa_version is not None and self.aa_version not in AA_VERSIONS:
+            raise UserError(f"unknown --aa-version {self.aa_version!r}; expected {AA_VERSIONS}")
+        if self.aa_attacks:
+            bad = [a for a in self.aa_attacks if a not in AA_ATTACKS]
+            if bad:
+                raise UserError(f"unknown AutoAttack attack(s) {bad}; expected {AA_ATTACKS}")
+        if self.loss not in ("ce", "dlr"):
+            raise UserError(f"unknown loss {self.loss!r}; expected 'ce' or 'dlr'")
+        if self.variant not in ("pgd", "apgd"):
+            raise UserError(f"unknown variant {self.variant!r}; expected 'pgd' or 'apgd'")
+        if self.variant == "apgd" and self.targeted:
+            raise UserError("--variant apgd is untargeted; use --variant pgd with --targeted")
+        if self.suite == "transfer" and not self.surrogate:
+            raise UserError("--suite transfer needs --surrogate (a checkpoint to attack)")
+        for name in ("steps", "eot_iter", "attack_mi_samples"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+
+
+def check_valid(x_adv: torch.Tensor, x: torch.Tensor, eps: float, norm: str) -> None:
+    """Every adversarial example must lie in [0, 1] and within eps of its clean image."""
+    tol = 1e-5 + 1e-5 * eps
+    if not torch.isfinite(x_adv).all():
+        raise InvalidAdversarial("validity check failed: adversarial examples contain NaN/inf")
+    if x_adv.min() < -tol or x_adv.max() > 1 + tol:
+        raise InvalidAdversarial(f"validity check failed: values in [{x_adv.min():.4g}, "
+                                 f"{x_adv.max():.4g}], outside [0, 1]")
+    d = (x_adv - x).flatten(1)
+    dist = d.abs().amax(1) if norm == "Linf" else d.norm(dim=1)
+    if (dist > eps + tol).any():
+        raise InvalidAdversarial(f"validity check failed: {norm} distance up to "
+                                 f"{dist.max():.6g} > eps {eps:.6g} ({int((dist > eps + tol).sum())}"
+                                 " examples)")
+
+
+def zero_gradient_fraction(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Share of examples whose input gradient is exactly zero (AutoAttack's check)."""
+    xg = x.clone().requires_grad_(True)
+    grad = torch.autograd.grad(attack_loss(model(xg), y, "ce").sum(), xg)[0]
+    return float((grad.flatten(1).abs().sum(1) == 0).float().mean())
+
+
+class AttackRun:
+    """Everything one ``mi-bench attack`` invocation needs, built once."""
+
+    def __init__(self, cfg: AttackConfig, store: ResultStore, progress: bool = True,
+                 log=print):
+        cfg.validate()
+        self.cfg, self.store, self.progress, self.log = cfg, store, progress, log
+        model, self.card = load_classifier(cfg.checkpoint)
+        for p in model.parameters():
+            p.requires_grad_(False)  # attacks need input gradients only
+        self.base = PassCounter(model)
+        self.mi_cfg = mi_config_for(cfg.defense, self.card, **cfg.mi)
+        self.test = load_split(self.card.get("dataset", "cifar10"), "test", cfg.data_dir
+                               ).head(cfg.n_examples)
+        self.pool = None
+        if self.mi_cfg is not None:
+            self.pool = PartnerPool(load_split(self.card.get("dataset", "cifar10"),
+                                               self.mi_cfg.pool_split, cfg.data_dir))
+        self.surrogate = None
+        if cfg.suite == "transfer":
+            s_model, self.surrogate_card = load_classifier(cfg.surrogate)
+            for p in s_model.parameters():
+                p.requires_grad_(False)
+            self.surrogate = PassCounter(s_model)
+
+    # -- models ---------------------------------------------------------------------------
+    def _mi(self, n_samples: int | None, seed: int) -> nn.Module:
+        from dataclasses import replace
+
+        cfg = self.mi_cfg if n_samples is None else replace(
+            self.mi_cfg, n_samples=n_samples,
+            n_pl=max(1, round(self.mi_cfg.n_pl * n_samples / self.mi_cfg.n_samples)),
+            n_ol=max(1, round(self.mi_cfg.n_ol * n_samples / self.mi_cfg.n_samples)))
+        return MixupInference(self.base, self.pool, cfg, torch.Generator().manual_seed(seed),
+                              max_batch=self.cfg.max_batch, output="log")
+
+    def eval_model(self, seed: int) -> nn.Module:
+        return self.base if self.mi_cfg is None else self._mi(None, seed)
+
+    def attack_model(self, seed: int) -> nn.Module:
+        """What the attack differentiates: MI with K partners (adaptive), or a fixed model."""
+        if self.cfg.suite == "pgd":
+            return self.base
+        if self.cfg.suite == "transfer":
+            return self.surrogate
+        if self.mi_cfg is None:
+            return self.base
+        return self._mi(self.cfg.attack_mi_samples, seed)
+
+    def attack_partners(self) -> int | None:
+        if self.mi_cfg is None or self.cfg.suite in ("pgd", "transfer"):
+            return None
+        return self.cfg.attack_mi_samples or (self.mi_cfg.forwards_per_prediction() - 1)
+
+    def suite(self, model: nn.Module, partners: int | None = None):
+        """The configured suite attacking ``model``; ``partners`` overrides K for estimates."""
+        c = self.cfg
+        eps = c.eps
+        k = partners or self.attack_partners()
+        calls_cost = 1 + k if k else 1
+        stochastic = isinstance(model, MixupInference)
+        if c.suite == "autoattack":
+            version = c.aa_version or ("rand" if stochastic else "standard")
+            if c.aa_attacks and version != "custom":
+                version = "custom"
+            return AutoAttackSuite(model, c.norm, eps, version, c.aa_attacks, c.restarts,
+                                   c.eot_iter, calls_cost)
+        steps = c.steps or {"eot-pgd": 100, "pgd": 10, "transfer": 10}[c.suite]
+        eot = c.eot_iter or (20 if stochastic else 1)
+        step = c.step_size if c.step_size is not None else (
+            2.5 * eps / steps if c.suite == "eot-pgd" else (2 / 255 if c.norm == "Linf" else None))
+        return PGDSuite(c.suite, model, c.norm, eps, steps, step, c.loss, c.restarts, eot,
+                        c.targeted, c.variant, self.card.get("num_classes", 10), calls_cost)
+
+    # -- identity and cost ------------------------------------------------------------------
+    def identity(self, seed: int) -> dict:
+        c = self.cfg
+        suite = self.suite(self.attack_model(seed))
+        ident = {
+            "checkpoint": self.card.get("name"), "checkpoint_sha256": self.card.get("sha256"),
+            "defense": c.defense, "mi": self.mi_cfg.as_dict() if self.mi_cfg else None,
+            "suite": c.suite, "attack": suite.settings(), "attack_mi_samples":
+            self.attack_partners(), "norm": c.norm, "eps": round(c.eps, 10), "seed": seed,
+            "n": c.n_examples, "eval_repeats": c.eval_repeats, "data": self.test.source,
+        }
+        if self.surrogate is not None:
+            ident["surrogate"] = self.surrogate_card.get("name")
+            ident["surrogate_sha256"] = self.surrogate_card.get("sha256")
+        return ident
+
+    def eval_passes_per_image(self) -> int:
+        per = self.mi_cfg.forwards_per_prediction() if self.mi_cfg else 1
+        return 2 * self.cfg.eval_repeats * per if self.mi_cfg else 2 * per
+
+    # -- sanity checks ----------------------------------------------------------------------
+    def sanity_checks(self, seed: int) -> dict:
+        """AutoAttack's checks before attacking: randomness, output range, zero gradients."""
+        from pyautoattack import checks
+
+        m = min(16, len(self.test))
+        x, y = self.test.float_images(0, m), self.test.labels[:m]
+        model = self.attack_model(seed)
+        flags = {}
+        with torch.no_grad():
+            a, b = model(x), model(x)
+        flags["randomized"] = not torch.allclose(a, b)
+        flags["output_is_probability"] = bool((a >= 0).all() and torch.allclose(a.sum(1),
+                                                                                 torch.ones(m)))
+        flags["zero_grad_fraction"] = zero_gradient_fraction(model, x, y)
+        suite = self.suite(model)
+        if isinstance(suite, AutoAttackSuite) and suite.version != "rand":
+            with aa_warnings() as messages:
+                checks.check_randomized(model, x, y, bs=m,
+                                        logger=logging.getLogger("auto-attack"))
+            if messages:
+                flags["autoattack_randomness_check"] = messages[0]
+        return flags
+
+    def large_eps_check(self, seed: int) -> dict:
+        """At a huge eps any classifier must fall to ~0%; if not, gradients are masked."""
+        m = min(self.cfg.sanity_n, self.cfg.n_examples)
+        x, y = self.test.float_images(0, m), self.test.labels[:m]
+        model = self.attack_model(seed + 7919)
+        eot = self.cfg.eot_iter or (5 if isinstance(model, MixupInference) else 1)
+        big = SANITY_EPS[self.cfg.norm]
+        suite = PGDSuite("sanity", model, self.cfg.norm, big, 20, big / 8, "ce", 1, min(eot, 5))
+        x_adv = suite.perturb(x, y, seed + 7919)
+        acc = correct_matrix(self.eval_model(seed + 7919), x_adv, y, 1).float().mean().item()
+        return {"eps": big, "n": m, "acc": acc, "masked": acc > 0.1}
+
+    # -- the run ----------------------------------------------------------------------------
+    def run_seed(self, seed: int) -> dict:
+        c = self.cfg
+        ident = self.identity(seed)
+        key = record_key(ident)
+        if self.store.has(key):
+            self.log(f"seed {seed}: record {key} exists, skipped")
+            return self.store.load(key)
+        flags = self.sanity_checks(seed)
+        for name, value in flags.items():
+            if name == "autoattack_randomness_check":
+                self.log(f"WARNING (AutoAttack): {value}")
+        if flags["zero_grad_fraction"] > 0:
+            self.log(f"WARNING: {flags['zero_grad_fraction']:.0%} of sanity examples have zero "
+                     "input gradient")
+        n = c.n_examples
+        attack_ppi = self.suite(self.attack_model(seed)).passes_per_image()
+        estimate = n * (attack_ppi + self.eval_passes_per_image())
+        done = self.store.done_batches(key)
+        n_batches = math.ceil(n / c.batch_size)
+        self.log(f"seed {seed}: {c.suite} on {ident['checkpoint']} + {c.defense}, eps {c.eps_label}"
+                 f" {c.norm}, n {n}, record {key}; estimated cost at most {estimate:,} "
+                 f"base-model passes ({attack_ppi:,} per image for the attack)"
+                 + (f"; resuming after {len(done)}/{n_batches} batches" if done else ""))
+        bar = tqdm(total=estimate, unit="pass", unit_scale=True, desc=f"seed {seed}",
+                   disable=not self.progress, file=sys.stderr)
+        warnings: list[str] = []
+        for b in range(n_batches):
+            lo, hi = b * c.batch_size, min((b + 1) * c.batch_size, n)
+            if b in done:
+                bar.update(int(done[b]["forwards"]))
+                continue
+            done[b] = self._batch(seed, b, lo, hi, warnings)
+            self.store.save_batch(key, b, done[b])
+            bar.update(int(done[b]["forwards"]))
+            bar.set_postfix(acc=f"{np.concatenate([done[i]['adv'] for i in sorted(done)], 1).mean():.3f}")
+        bar.close()
+        clean = np.concatenate([done[i]["clean"] for i in range(n_batches)], axis=1)
+        adv = np.concatenate([done[i]["adv"] for i in range(n_batches)], axis=1)
+        robust = adv & clean
+        record = {
+            "key": key, **ident, "eps_label": c.eps_label,
+            "clean_acc": float(clean.mean()), "clean_worst_acc": float(clean.all(0).mean()),
+            "robust_acc": float(robust.mean()), "robust_worst_acc": float(robust.all(0).mean()),
+            "forwards": int(sum(int(done[i]["forwards"]) for i in done)),
+            "backwards": int(sum(int(done[i]["backwards"]) for i in done)),
+            "seconds": float(sum(float(done[i]["seconds"]) for i in done)),
+            "estimated_passes": estimate, "flags": flags, "warnings": warnings,
+            "model_card": {k: self.card.get(k) for k in ("arch", "method", "seed", "epochs",
+                                                          "clean_acc", "dataset")},
+            "forwards_per_prediction": self.mi_cfg.forwards_per_prediction() if self.mi_cfg
+            else 1, "versions": package_versions(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+        if c.sanity:
+            record["flags"]["large_eps"] = self.large_eps_check(seed)
+            if record["flags"]["large_eps"]["masked"]:
+                self.log(f"WARNING: possible gradient masking: accuracy "
+                         f"{record['flags']['large_eps']['acc']:.0%} at eps "
+                         f"{record['flags']['large_eps']['eps']} ({c.norm})")
+        record["flags"]["weaker_attack_stronger"] = self.monotonicity(record)
+        for msg in record["flags"]["weaker_attack_stronger"]:
+            self.log(f"WARNING: {msg}")
+        self.store.write(key, record, {"clean": clean, "adv": adv})
+        return record
+
+    def _batch(self, seed: int, b: int, lo: int, hi: int, warnings: list[str]) -> dict:
+        c = self.cfg
+        x, y = self.test.float_images(lo, hi), self.test.labels[lo:hi]
+        batch_seed = seed * 100_003 + b
+        f0 = self.base.forwards + (self.surrogate.forwards if self.surrogate else 0)
+        b0 = self.base.backwards + (self.surrogate.backwards if self.surrogate else 0)
+        t0 = time.time()
+        suite = self.suite(self.attack_model(batch_seed))
+        x_adv = suite.perturb(x, y, batch_seed)
+        check_valid(x_adv, x, c.eps, c.norm)
+        warnings.extend(w for w in suite.warnings if w not in warnings)
+        evaluator = self.eval_model(batch_seed + 1)
+        clean = correct_matrix(evaluator, x, y, c.eval_repeats).numpy()
+        adv = correct_matrix(evaluator, x_adv, y, c.eval_repeats).numpy()
+        f1 = self.base.forwards + (self.surrogate.forwards if self.surrogate else 0)
+        b1 = self.base.backwards + (self.surrogate.backwards if self.surrogate else 0)
+        return {"clean": clean, "adv": adv, "forwards": np.int64(f1 - f0),
+                "backwards": np.int64(b1 - b0), "seconds": np.float64(time.time() - t0)}
+
+    def monotonicity(self, record: dict) -> list[str]:
+        """Compare with stored records that differ only in strength (eps, steps, EOT, K)."""
+        strength_keys = ("eps", "attack.steps", "attack.eot_iter", "attack.restarts",
+                         "attack_mi_samples")
+        msgs = []
+        for other in self.store.records():
+            if not _same_except(record, other, strength_keys):
+                continue
+            diffs = {k: (_get(record, k), _get(other, k)) for k in strength_keys
+                     if _get(record, k) != _get(other, k)}
+            if not diffs or any(a is None or b is None for a, b in diffs.values()):
+                continue
+            ge = all(a >= b for a, b in diffs.values())
+            le = all(a <= b for a, b in diffs.values())
+            n = record["n"]
+            tol = 2 * math.sqrt(max(record["robust_acc"] * (1 - record["robust_acc"]), 1 / n) / n)
+            if ge and record["robust_acc"] > other["robust_acc"] + tol:
+                msgs.append(f"stronger attack {diffs} gave higher accuracy "
+                            f"{record['robust_acc']:.3f} > {other['robust_acc']:.3f} ({other['key']})")
+            if le and other["robust_acc"] > record["robust_acc"] + tol:
+                msgs.append(f"stronger attack {diffs} in {other['key']} gave higher accuracy "
+                            f"{other['robust_acc']:.3f} > {record['robust_acc']:.3f}")
+        return msgs
+
+
+def _get(d: dict, dotted: str):
+    for part in dotted.split("."):
+        d = d.get(part) if isinstance(d, dict) else None
+    return d
+
+
+def _same_except(a: dict, b: dict, keys: tuple[str, ...]) -> bool:
+    ident = ("checkpoint_sha256", "defense", "mi", "suite", "norm", "seed", "n", "surrogate",
+             "attack.loss", "attack.version", "attack.targeted", "attack.variant")
+    return a["key"] != b.get("key") and all(_get(a, k) == _get(b, k) for k in ident)
+
+
+def summarize_seeds(store: ResultStore, records: list[dict]) -> dict:
+    """Mean and std over seeds, and the per-example worst case over all seeds and draws."""
+    accs = np.array([r["robust_acc"] for r in records])
+    cleans = np.array([r["clean_acc"] for r in records])
+    robust_all = None
+    for r in records:
+        ex = store.load_examples(r["key"])
+        rob = (ex["adv"] & ex["clean"]).all(0)
+        robust_all = rob if robust_all is None else robust_all & rob
+    return {"seeds": [r["seed"] for r in records], "clean_mean": float(cleans.mean()),
+            "robust_mean": float(accs.mean()), "robust_std": float(accs.std(ddof=1))
+            if len(accs) > 1 else 0.0, "robust_worst_over_seeds": float(robust_all.mean()),
+            "forwards": int(sum(r["forwards"] for r in records)),
+            "backwards": int(sum(r["backwards"] for r in records)),
+            "seconds": float(sum(r["seconds"] for r in records))}
+
+
+def config_dict(cfg: AttackConfig) -> dict:
+    return asdict(cfg)

@@ -1,0 +1,122 @@
+"""The result store: one record per (checkpoint, defense, attack, eps, seed, n), never overwritten.
+
+Layout under the store folder::
+
+    records/<key>.json      settings, accuracies, costs, flags, package versions
+    records/<key>.npz       per-example correctness: clean and adversarial, (draws, n) bool
+    partial/<key>/NNNNN.npz finished batches of a run in progress (removed when it completes)
+
+Every file is written atomically (temp file + rename), so a killed run leaves either a whole
+batch or nothing; rerunning the same command resumes at the first missing batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mi_bench.errors import UserError
+
+
+def record_key(identity: dict) -> str:
+    """Stable short hash of everything that makes a result what it is."""
+    blob = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    _atomic_write_bytes(path, text.encode())
+
+
+def _npz_bytes(arrays: dict) -> bytes:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()
+
+
+def package_versions() -> dict:
+    out = {}
+    for name in ("mi-bench", "torch", "torchvision", "pyautoattack", "robustbench", "numpy"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+class ResultStore:
+    """Records and in-progress batches under one folder."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        if self.root.exists() and not self.root.is_dir():
+            raise UserError(f"result store {self.root} is a file, expected a folder")
+
+    def record_path(self, key: str) -> Path:
+        return self.root / "records" / f"{key}.json"
+
+    def has(self, key: str) -> bool:
+        return self.record_path(key).is_file()
+
+    def load(self, key: str) -> dict:
+        return json.loads(self.record_path(key).read_text())
+
+    def load_examples(self, key: str) -> dict[str, np.ndarray]:
+        with np.load(self.root / "records" / f"{key}.npz") as z:
+            return {k: z[k] for k in z.files}
+
+    # -- batches of a run in progress -------------------------------------------------------
+    def _partial(self, key: str) -> Path:
+        return self.root / "partial" / key
+
+    def save_batch(self, key: str, index: int, arrays: dict) -> None:
+        _atomic_write_bytes(self._partial(key) / f"{index:05d}.npz", _npz_bytes(arrays))
+
+    def done_batches(self, key: str) -> dict[int, dict]:
+        out = {}
+        folder = self._partial(key)
+        for p in sorted(folder.glob("[0-9]*.npz")) if folder.is_dir() else []:
+            with np.load(p) as z:
+                out[int(p.stem)] = {k: z[k] for k in z.files}
+        return out
+
+    # -- finished records --------------------------------------------------------------------
+    def write(self, key: str, record: dict, examples: dict[str, np.ndarray]) -> Path:
+        """Examples first, then the record (its presence marks completion), then cleanup."""
+        _atomic_write_bytes(self.root / "records" / f"{key}.npz", _npz_bytes(examples))
+        atomic_write_text(self.record_path(key), json.dumps(record, indent=1, sort_keys=True))
+        shutil.rmtree(self._partial(key), ignore_errors=True)
+        return self.record_path(key)
+
+    def records(self) -> list[dict]:
+        folder = self.root / "records"
+        return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] \
+            if folder.is_dir() else []
+
+    def frame(self) -> pd.DataFrame:
+        """All records flattened to one row each (nested settings as dotted columns)."""
+        recs = self.records()
+        return pd.json_normalize(recs) if recs else pd.DataFrame()

@@ -1,0 +1,168 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from mi_bench.attacks.pgd import pgd, project
+from mi_bench.attacks.runner import AttackConfig, AttackRun, InvalidAdversarial, check_valid
+from mi_bench.attacks.suites import PassCounter, PGDSuite
+from mi_bench.defense import MIConfig, MixupInference
+from mi_bench.results import ResultStore
+
+
+def run(tmp_path, ckpt, store="store", **kw):
+    cfg = AttackConfig(checkpoint=str(ckpt), **{"n_examples": 8, "batch_size": 4,
+                                                "eval_repeats": 2, "sanity": False, **kw})
+    return AttackRun(cfg, ResultStore(tmp_path / store), progress=False, log=lambda m: None)
+
+
+def test_validity_checks():
+    x = torch.rand(3, 3, 32, 32) * 0.5 + 0.25
+    eps = 8 / 255
+    check_valid(project(x + 1.0, x, eps, "Linf"), x, eps, "Linf")
+    check_valid(project(x + 1.0, x, 0.5, "L2"), x, 0.5, "L2")
+    with pytest.raises(InvalidAdversarial, match="Linf distance"):
+        check_valid(x + 2 * eps, x, eps, "Linf")
+    with pytest.raises(InvalidAdversarial, match="L2 distance"):
+        check_valid(x + 0.01, x, 0.5, "L2")
+    with pytest.raises(InvalidAdversarial, match=r"outside \[0, 1\]"):
+        check_valid(torch.zeros_like(x) - 0.01, torch.zeros_like(x), eps, "Linf")
+    with pytest.raises(InvalidAdversarial, match="NaN"):
+        check_valid(x * float("nan"), x, eps, "Linf")
+
+
+def test_pgd_stays_in_the_ball_and_hurts(tiny_model, sample_test):
+    x, y = sample_test.float_images(0, 16), sample_test.labels[:16]
+    x_adv = pgd(tiny_model, x, y, eps=8 / 255, steps=5, generator=torch.Generator().manual_seed(0))
+    check_valid(x_adv, x, 8 / 255, "Linf")
+    with torch.no_grad():
+        loss = torch.nn.functional.cross_entropy
+        assert loss(tiny_model(x_adv), y) > loss(tiny_model(x), y)
+
+
+def test_eot_draws_fresh_partners_for_every_gradient_sample(tiny_model, sample_train,
+                                                            sample_test):
+    mi = MixupInference(tiny_model, sample_train, MIConfig(n_samples=3),
+                        torch.Generator().manual_seed(0))
+    seen = []
+    original = mi.draw
+
+    def spy(*a, **k):
+        idx, lab = original(*a, **k)
+        seen.append(idx.clone())
+        return idx, lab
+
+    mi.draw = spy
+    suite = PGDSuite("eot-pgd", mi, "Linf", 8 / 255, steps=2, eot_iter=3)
+    suite.perturb(sample_test.float_images(0, 4), sample_test.labels[:4], seed=0)
+    assert len(seen) == 6  # 2 steps x 3 gradient samples
+    flat = [tuple(s.flatten().tolist()) for s in seen]
+    assert len(set(flat)) == 6
+
+
+def test_seed_reproducibility_and_skip(tmp_path, tiny_checkpoint):
+    kw = {"suite": "eot-pgd", "steps": 3, "eot_iter": 2, "attack_mi_samples": 2, "mi": {"n_samples": 4}}
+    a = run(tmp_path, tiny_checkpoint, "a", **kw).run_seed(1)
+    b = run(tmp_path, tiny_checkpoint, "b", **kw).run_seed(1)
+    assert a["key"] == b["key"]
+    ea = ResultStore(tmp_path / "a").load_examples(a["key"])
+    eb = ResultStore(tmp_path / "b").load_examples(b["key"])
+    assert np.array_equal(ea["adv"], eb["adv"]) and np.array_equal(ea["clean"], eb["clean"])
+    assert a["robust_acc"] == b["robust_acc"] and a["forwards"] == b["forwards"] > 0
+    assert ea["adv"].shape == (2, 8)  # eval repeats x examples
+    c = run(tmp_path, tiny_checkpoint, "a", **kw)
+    assert c.run_seed(1)["created"] == a["created"]  # existing key: skipped, not recomputed
+    assert len(list((tmp_path / "a" / "records").glob("*.json"))) == 1
+
+
+def test_oblivious_transfer_and_cost_accounting(tmp_path, tiny_checkpoint):
+    rec = run(tmp_path, tiny_checkpoint, suite="pgd", steps=5, mi={"n_samples": 4}).run_seed(0)
+    # attack: 5 steps x 8 images with gradients on the base model; eval: 2 draws x 2 x 8 x (1+4)
+    assert rec["backwards"] == 5 * 8
+    assert rec["forwards"] == 5 * 8 + 2 * 2 * 8 * 5
+    assert 0 <= rec["robust_acc"] <= rec["clean_acc"] <= 1
+    tr = run(tmp_path, tiny_checkpoint, suite="transfer", surrogate=str(tiny_checkpoint),
+             steps=5, defense="none").run_seed(0)
+    assert tr["surrogate_sha256"] == tr["checkpoint_sha256"]
+    assert tr["backwards"] == 5 * 8 and tr["robust_acc"] <= tr["clean_acc"]
+
+
+class MaskedLookup(torch.nn.Module):
+    """A gradient-masked toy defense: nearest stored image's label, no gradient at all."""
+
+    def __init__(self, x, y):
+        super().__init__()
+        self.x, self.y = x.flatten(1), y
+
+    def forward(self, x):
+        nearest = torch.cdist(x.flatten(1).detach(), self.x).argmin(1)
+        return 10 * torch.nn.functional.one_hot(self.y[nearest], 10).float() + 0 * x.sum()
+
+
+def test_gradient_masked_toy_is_flagged(tmp_path, tiny_checkpoint):
+    r = run(tmp_path, tiny_checkpoint, suite="eot-pgd", defense="none", steps=5, sanity=True)
+    r.base = PassCounter(MaskedLookup(r.test.float_images(), r.test.labels))
+    rec = r.run_seed(0)
+    assert rec["flags"]["zero_grad_fraction"] == 1.0
+    assert rec["flags"]["large_eps"]["masked"] and rec["flags"]["large_eps"]["acc"] > 0.5
+    honest = run(tmp_path, tiny_checkpoint, "h", suite="eot-pgd", defense="none", steps=5,
+                 sanity=True).run_seed(0)
+    assert not honest["flags"]["large_eps"]["masked"]
+    assert honest["flags"]["zero_grad_fraction"] == 0.0
+
+
+def test_stronger_attack_with_higher_accuracy_is_flagged(tmp_path, tiny_checkpoint):
+    weak = run(tmp_path, tiny_checkpoint, suite="pgd", steps=1, defense="none", eps=1 / 255)
+    weak.run_seed(0)
+    store = weak.store
+    rec_path = next((tmp_path / "store" / "records").glob("*.json"))
+    import json
+
+    data = json.loads(rec_path.read_text())
+    data["robust_acc"] = 0.0  # pretend the weak attack already reached 0%
+    rec_path.write_text(json.dumps(data))
+    strong = run(tmp_path, tiny_checkpoint, suite="pgd", steps=1, defense="none", eps=2 / 255)
+    rec = strong.run_seed(0)
+    assert rec["robust_acc"] > 0.3, "the tiny model should keep some accuracy at 2/255"
+    assert any("stronger attack" in m for m in rec["flags"]["weaker_attack_stronger"])
+    assert store.has(rec["key"])
+
+
+def test_resume_after_a_real_kill(tmp_path, tiny_checkpoint):
+    args = [sys.executable, "-m", "mi_bench.cli", "attack", "--checkpoint", str(tiny_checkpoint),
+            "--suite", "eot-pgd", "--steps", "40", "--eot-iter", "4", "--attack-mi-samples", "4",
+            "--mi-n", "4", "--n-examples", "12", "--batch-size", "2", "--eval-repeats", "2",
+            "--no-sanity", "--no-progress"]
+    env = {**os.environ, "MI_BENCH_DATA": ""}
+    env.pop("MI_BENCH_DATA")
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(args + ["--out", str(killed)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    partial = []
+    while time.time() < deadline and proc.poll() is None:
+        partial = list(killed.glob("partial/*/*.npz"))
+        if len(partial) >= 2:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not list(killed.glob("records/*.json")) and 2 <= len(partial) < 6
+    done = subprocess.run(args + ["--out", str(killed)], env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "resuming after" in done.stderr
+    fresh = subprocess.run(args + ["--out", str(tmp_path / "fresh")], env=env,
+                           capture_output=True, text=True, check=False)
+    assert fresh.returncode == 0
+    a, b = ResultStore(killed), ResultStore(tmp_path / "fresh")
+    (ra,), (rb,) = a.records(), b.records()
+    ea, eb = a.load_examples(ra["key"]), b.load_examples(rb["key"])
+    assert np.array_equal(ea["adv"], eb["adv"]) and np.array_equal(ea["clean"], eb["clean"])
+    assert ra["forwards"] == rb["forwards"] and ra["backwards"] == rb["backwards"]
+    assert not list(killed.glob("partial/*/*.npz"))
