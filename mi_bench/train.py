@@ -173,8 +173,12 @@ def _jsonable(d: dict) -> dict:
 
 def train(cfg: TrainConfig, train_split: Split, heldout: Split | None, out: str | Path,
           resume: bool = False, command: str | None = None, progress: bool = True,
-          final_eval: Split | None = None) -> tuple[Normalized, dict]:
-    """Train to ``out`` (a checkpoint written every epoch, resume state beside it)."""
+          final_eval: Split | None = None,
+          _stop_after: int | None = None) -> tuple[Normalized, dict]:
+    """Train to ``out`` (a checkpoint written every epoch, resume state beside it).
+
+    ``_stop_after`` simulates an interruption after that many epochs (for the resume test).
+    """
     cfg.validate()
     out = Path(out)
     resume_path = out.with_name(out.name + ".resume.pt")
@@ -236,6 +240,8 @@ def train(cfg: TrainConfig, train_split: Split, heldout: Split | None, out: str 
                            "epoch": epoch + 1, "history": card["history"],
                            "settings": card["settings"], "data_sha256": card["data_sha256"]},
                           resume_path)
+        if _stop_after is not None and epoch + 1 >= _stop_after:
+            return model, card
     if final_eval is not None:
         card["clean_acc"] = round(accuracy(model, final_eval), 4)
         card["clean_acc_n"] = len(final_eval)

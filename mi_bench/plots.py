@@ -1,0 +1,191 @@
+"""Plots made from stored records only (matplotlib, Agg, PNG), written by ``mi-bench report``.
+
+Why these three: (a) robust accuracy against eps shows whether MI's gain over the base model
+survives the adaptive attack at every radius, not just at 8/255; (b) accuracy against EOT
+iterations and attack partners K shows whether the adaptive attack has converged (a curve still
+falling means the reported number is an upper bound); (c) accuracy against N and lambda shows
+the price and the benefit of MI's own knobs. Every point is a mean over seeds with a min..max
+band. A plot with no data is not drawn: it is skipped with a note, never an empty image.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from mi_bench.report import (
+    IDENTITY_FIELDS,
+    SUITE_COLUMN,
+    SUITES,
+    Row,
+    _get,
+    _slug,
+    flat_identity,
+)
+from mi_bench.results import _atomic_write_bytes
+
+# (file stem, dotted record key, axis label, title, also draw clean accuracy)
+SWEEPS = (
+    ("convergence_eot", "attack.eot_iter", "EOT iterations per step",
+     "Adaptive-attack convergence against EOT iterations", False),
+    ("convergence_k", "attack_mi_samples", "MI partners K inside the attack",
+     "Adaptive-attack convergence against attack partners K", False),
+    ("mi_n", "mi.n_samples", "MI partners N per prediction", "Accuracy against MI's N", True),
+    ("mi_lambda", "mi.lam", "MI mixing ratio λ", "Accuracy against MI's λ", True),
+)
+
+
+@dataclass
+class Plots:
+    """Files written and a note for every plot that had no data."""
+
+    files: list[Path] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    """Render with Agg into memory, then write atomically: no half-written PNG on a kill."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    _atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def _eps_x(norm: str, eps: float) -> float:
+    return eps * 255 if norm == "Linf" else eps
+
+
+def _band(ax, xs, accs_per_x, label, style="-o", color=None):
+    """Mean line with a min..max band over seeds; returns the line's colour."""
+    mean = [100 * np.mean(a) for a in accs_per_x]
+    (line,) = ax.plot(xs, mean, style, label=label, color=color, ms=4)
+    if any(len(a) > 1 for a in accs_per_x):
+        ax.fill_between(xs, [100 * np.min(a) for a in accs_per_x],
+                        [100 * np.max(a) for a in accs_per_x], color=line.get_color(),
+                        alpha=0.2, lw=0)
+    return line.get_color()
+
+
+def plot_eps(rows: list[Row], folder: Path) -> Plots:
+    """(a) One figure per (checkpoint, norm): a panel per suite, a curve per defense."""
+    result = Plots()
+    groups: dict[tuple[str, str], list[Row]] = {}
+    for r in rows:
+        groups.setdefault((r.model, r.norm), []).append(r)
+    for (model, norm), group in sorted(groups.items()):
+        panels = []
+        for suite in SUITES:
+            curves: dict[tuple[str, int], list[Row]] = {}
+            for r in group:
+                if suite in r.cells:
+                    curves.setdefault((r.defense_label, r.forwards), []).append(r)
+            curves = {k: sorted(v, key=lambda r: r.eps) for k, v in curves.items()
+                      if len({round(r.eps, 8) for r in v}) >= 2}
+            if curves:
+                panels.append((suite, curves))
+        if not panels:
+            result.skipped.append(f"eps plot skipped for {model} ({norm}): no suite has "
+                                  "records at two or more eps")
+            continue
+        fig = Figure(figsize=(4.6 * len(panels), 3.8))
+        axes = fig.subplots(1, len(panels), squeeze=False)[0]
+        for ax, (suite, curves) in zip(axes, panels):
+            for (defense, n_fwd), rs in sorted(curves.items()):
+                xs = [_eps_x(norm, r.eps) for r in rs]
+                accs = [r.cells[suite].chosen.accs for r in rs]
+                _band(ax, xs, accs, f"{defense}, N {n_fwd}")
+            ax.set_title(f"{SUITE_COLUMN[suite]} ({suite})")
+            ax.set_xlabel("eps (×1/255)" if norm == "Linf" else "eps (L2)")
+            ax.set_ylabel("robust accuracy (%)")
+            ax.set_ylim(bottom=0)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+        fig.suptitle(f"{model}: robust accuracy against eps ({norm}); band = min..max over seeds",
+                     fontsize=9)
+        result.files.append(_save(fig, folder / f"eps_{_slug(model)}_{norm}.png"))
+    return result
+
+
+def sweep_series(records: list[dict], key: str) -> dict[str, dict[float, list[dict]]]:
+    """Records that differ only in ``key`` (and the seed), as {series label: {x: records}}.
+
+    Only series with two or more distinct x values are kept; labels name what tells series apart.
+    """
+    series: dict[str, dict] = {}
+    for rec in records:
+        x = _get(rec, key)
+        if x is None or isinstance(x, bool) or not isinstance(x, (int, float)):
+            continue
+        ident = {k: v for k, v in flat_identity(rec, IDENTITY_FIELDS).items()
+                 if k not in (key, "seed")}
+        if key == "mi.n_samples" and rec.get("attack_mi_samples") == x:
+            ident["attack_mi_samples"] = '"N"'  # the attack's K followed N: same series
+        skey = json.dumps(ident, sort_keys=True)
+        s = series.setdefault(skey, {"ident": ident, "rec": rec, "x": {}})
+        s["x"].setdefault(float(x), []).append(rec)
+    kept = [s for s in series.values() if len(s["x"]) >= 2]
+    labels = []
+    for s in kept:
+        r = s["rec"]
+        labels.append(f"{r['checkpoint']} + {r['defense']} · {r['suite']} · eps "
+                      f"{r.get('eps_label', r['eps'])} {r['norm']}")
+    out: dict[str, dict[float, list[dict]]] = {}
+    for i, s in enumerate(kept):
+        label = labels[i]
+        twins = [t for j, t in enumerate(kept) if labels[j] == label and j != i]
+        if twins:
+            diff = sorted(k for k in s["ident"] if any(t["ident"].get(k) != s["ident"][k]
+                                                      for t in twins))
+            label += " · " + ", ".join(f"{k}={s['ident'][k]}" for k in diff)
+        out[label] = dict(sorted(s["x"].items()))
+    return out
+
+
+def plot_sweep(records: list[dict], key: str, path: Path, xlabel: str, title: str,
+               clean: bool) -> Path | None:
+    """(b)/(c) robust accuracy (and optionally clean, dashed) against one setting; None if empty."""
+    series = sweep_series(records, key)
+    if not series:
+        return None
+    fig = Figure(figsize=(6.4, 4.2))
+    ax = fig.subplots()
+    xs_all = []
+    for label, points in sorted(series.items()):
+        xs = list(points)
+        xs_all += xs
+        color = _band(ax, xs, [np.array([r["robust_acc"] for r in points[x]]) for x in xs],
+                      f"{label} (robust)")
+        if clean:
+            _band(ax, xs, [np.array([r["clean_acc"] for r in points[x]]) for x in xs],
+                  f"{label} (clean)", style="--s", color=color)
+    if min(xs_all) > 0 and max(xs_all) / min(xs_all) >= 8:
+        ax.set_xscale("log", base=2)
+    elif all(float(x).is_integer() for x in xs_all):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(f"{title}\n(mean over seeds, band = min..max)", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6)
+    return _save(fig, path)
+
+
+def make_plots(rows: list[Row], folder: str | Path) -> Plots:
+    """All plots the stored records support, into ``folder``; notes for the ones they do not."""
+    folder = Path(folder)
+    result = plot_eps(rows, folder)
+    records = [r for row in rows for c in row.cells.values()
+               for r in [*c.chosen.records, *(x for v in c.others for x in v.records)]]
+    for stem, key, xlabel, title, clean in SWEEPS:
+        path = plot_sweep(records, key, folder / f"{stem}.png", xlabel, title, clean)
+        if path is None:
+            result.skipped.append(f"{stem} plot skipped: no records that differ only in {key}")
+        else:
+            result.files.append(path)
+    return result

@@ -1,0 +1,335 @@
+"""Tests for reports, plots, RobustBench-format entries and the leaderboard command.
+
+Records are hand-made with known per-example arrays, so every expected number is exact.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from mi_bench import cli as cli_module
+from mi_bench.errors import UserError
+from mi_bench.leaderboard import COLUMNS, load_leaderboard, read_model_info
+from mi_bench.report import (
+    board_ranks,
+    build_report,
+    fmt_cell,
+    leaderboard_table,
+    parse_baseline,
+    parse_formats,
+    write_report,
+)
+from mi_bench.results import ResultStore, record_key
+
+EPS8 = 8 / 255
+MI = {"mode": "ol", "n_samples": 30, "lam": 0.5, "pool_split": "train"}
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+RB_KEYS = {"link", "name", "authors", "additional_data", "number_forward_passes", "dataset",
+           "venue", "architecture", "eps", "clean_acc", "reported", "autoattack_acc",
+           "footnote", "unreliable"}
+
+
+def _b(rows: list[list[int]]) -> np.ndarray:
+    return np.array(rows, dtype=bool)
+
+
+def put(store: ResultStore, *, adv, clean=None, checkpoint="prn-mixup", defense="mi-ol",
+        suite="autoattack", eps=EPS8, eps_label="8/255", seed=0, k=5, eot=20,
+        surrogate=None, mi="default") -> dict:
+    """Write one record the way ``AttackRun.run_seed`` does, from (draws, n) arrays."""
+    adv = _b(adv)
+    clean = np.ones_like(adv) if clean is None else _b(clean)
+    mi = (MI if defense != "none" else None) if mi == "default" else mi
+    if suite == "autoattack":
+        attack = {"version": "rand", "attacks": ["apgd-ce", "apgd-dlr"], "restarts": 1,
+                  "eot_iter": eot, "n_iter": 100}
+    else:
+        attack = {"steps": 10, "step_size": 2 / 255, "loss": "ce", "restarts": 1,
+                  "eot_iter": eot, "targeted": False, "variant": "pgd"}
+    ident = {"checkpoint": checkpoint, "checkpoint_sha256": f"sha-{checkpoint}",
+             "defense": defense, "mi": mi, "suite": suite, "attack": attack,
+             "attack_mi_samples": k if mi and suite in ("autoattack", "eot-pgd") else None,
+             "norm": "Linf", "eps": round(eps, 10), "seed": seed, "n": adv.shape[1],
+             "eval_repeats": adv.shape[0], "data": "cifar10/test"}
+    if surrogate:
+        ident["surrogate"] = surrogate
+    key = record_key(ident)
+    robust = adv & clean
+    record = {"key": key, **ident, "eps_label": eps_label, "clean_acc": float(clean.mean()),
+              "clean_worst_acc": float(clean.all(0).mean()), "robust_acc": float(robust.mean()),
+              "robust_worst_acc": float(robust.all(0).mean()), "forwards": 10, "backwards": 5,
+              "seconds": 1.0, "flags": {"weaker_attack_stronger": []}, "warnings": [],
+              "model_card": {"arch": "preact-resnet18", "method": checkpoint.split("-")[-1],
+                             "seed": 0, "epochs": 200, "clean_acc": 0.9, "dataset": "cifar10"},
+              "forwards_per_prediction": 1 + mi["n_samples"] if mi else 1, "versions": {},
+              "created": "2026-01-01T00:00:00"}
+    store.write(key, record, {"clean": clean, "adv": adv})
+    return record
+
+
+# The three seeds of the MI AutoAttack cell: per-seed robust accuracy 0.75, 0.875, 0.75 and clean
+# accuracy 1, 0.875, 1; the per-example worst case (adv & clean in every draw of every seed) keeps
+# example 0 only: 0.25.
+# Using adv alone would keep examples 0 and 3 (0.5): seed 1 misclassifies example 3 when clean.
+MI_AA = [
+    {"seed": 0, "adv": [[1, 1, 0, 1], [1, 0, 1, 1]]},
+    {"seed": 1, "adv": [[1, 1, 1, 1], [1, 1, 1, 1]], "clean": [[1, 1, 1, 1], [1, 1, 1, 0]]},
+    {"seed": 2, "adv": [[1, 0, 0, 1], [1, 1, 1, 1]]},
+]
+
+
+@pytest.fixture()
+def board_root(tmp_path: Path) -> Path:
+    """A five-entry board: A (unreliable) 90, B 85, C 79, D 60, E 60 (AutoAttack, percent)."""
+    root = tmp_path / "board"
+    root.mkdir()
+    rows = []
+    for mid, acc, unreliable in (("A", 90.0, True), ("B", 85.0, False), ("C", 79.0, False),
+                                 ("D", 60.0, False), ("E", 60.0, False)):
+        rows.append({"model_id": mid, "paper": f"Paper {mid}", "venue": "V", "architecture":
+                     "WRN-28-10", "clean_acc": 90.0, "autoattack_acc": acc, "reported_acc":
+                     acc, "extra_data": mid == "B", "forward_passes": 1,
+                     "unreliable": unreliable, "link": "", "eps": "8/255"})
+    pd.DataFrame(rows, columns=COLUMNS).to_csv(root / "cifar10_Linf.csv", index=False)
+    return root
+
+
+@pytest.fixture()
+def full_store(tmp_path: Path) -> Path:
+    """MI row with pgd, autoattack (K=5 x3 seeds, K=1 weaker), transfer from two surrogates;
+    a base row with AutoAttack only (EOT 1 weaker, EOT 20 stronger); eps 4/255 for the eps plot."""
+    store = ResultStore(tmp_path / "results")
+    for spec in MI_AA:
+        put(store, **spec)
+    put(store, seed=0, k=1, adv=[[1, 1, 1, 1], [1, 1, 1, 0]])  # weaker: 7/8
+    put(store, suite="pgd", seed=0, adv=[[1, 1, 1, 1], [1, 1, 1, 1]])
+    put(store, suite="pgd", seed=1, adv=[[1, 1, 1, 0], [1, 1, 1, 1]])
+    put(store, suite="pgd", seed=0, eps=4 / 255, eps_label="4/255", adv=[[1, 1, 1, 1]] * 2)
+    put(store, suite="transfer", surrogate="sA", adv=[[1, 1, 0, 0], [1, 1, 0, 0]])
+    put(store, suite="transfer", surrogate="sB", adv=[[1, 0, 0, 0], [1, 0, 1, 0]])
+    put(store, checkpoint="prn-erm", defense="none", eot=1, adv=[[1, 1, 1, 1, 0]])
+    put(store, checkpoint="prn-erm", defense="none", eot=20, adv=[[1, 1, 1, 0, 0]])  # 60 %
+    return tmp_path / "results"
+
+
+def _mi_row(frame: pd.DataFrame) -> pd.Series:
+    mine = frame[(frame["source"] == "mi-bench") & (frame["model"] == "prn-mixup")]
+    assert len(mine) == 1
+    return mine.iloc[0]
+
+
+def test_mean_std_worst_and_rank(full_store: Path, board_root: Path) -> None:
+    rep = build_report(full_store, "robustbench:cifar10:Linf", root=board_root)
+    accs = [0.75, 0.875, 0.75]
+    mean, std = statistics.mean(accs), statistics.stdev(accs)  # sample std, ddof=1
+    row = _mi_row(rep.ranked)
+    assert row["adaptive_mean"] == pytest.approx(100 * mean, abs=1e-3)
+    assert row["adaptive_std"] == pytest.approx(100 * std, abs=1e-3)
+    assert row["adaptive_worst"] == pytest.approx(25.0)
+    assert row["clean_mean"] == pytest.approx(100 * statistics.mean([1, 7 / 8, 1]), abs=1e-3)
+    assert row["N"] == 31 and row["seeds"] == 3 and row["n"] == 4
+    # B (85) is ahead; A is unreliable and does not count; C (79) is behind 79.17
+    assert row["rank"] == 2 and row["rank_by"] == "autoattack"
+    md = rep.ranked_md[rep.ranked_md["model"] == "**prn-mixup**"].iloc[0]
+    assert md["adaptive"] == "79.17 ± 7.22 (25.00)"
+    assert md["adaptive"] == fmt_cell(mean, std, 0.25)
+    # oblivious: two seeds (1.0, 0.875), worst keeps 3 of 4 examples
+    assert md["oblivious"] == f"93.75 ± {100 * statistics.stdev([1, 0.875]):.2f} (75.00)"
+    # transfer: the minimum over surrogates (sB, 3/8), and the notes say which
+    assert row["transfer_mean"] == pytest.approx(37.5)
+    assert "surrogate sB" in row["notes"] and "others: surrogate sA: 50.00" in row["notes"]
+    # strongest attack setting: K=5 beat K=1 and the note says so
+    assert "adaptive: strongest of 2 settings (K 5); others: K 1: 87.50" in row["notes"]
+    # base model: EOT 20 (60 %) is stronger than EOT 1 (80 %); ties behind D and E -> rank 5
+    base = rep.ranked[rep.ranked["model"] == "prn-erm"].iloc[0]
+    assert base["adaptive_mean"] == pytest.approx(60.0)
+    assert base["rank"] == 5 and "EOT 20" in base["notes"]
+    # one merged table: RobustBench rows keep their own ranks, sorted by adaptive accuracy
+    assert list(rep.ranked["model"]) == ["A", "B", "prn-mixup", "C", "D", "E", "prn-erm"]
+    assert list(rep.ranked["rank"].astype("object").fillna(0)) == [0, 1, 2, 2, 3, 3, 5]
+    assert rep.ranked_md.loc[rep.ranked["model"] == "A", "rank"].item() == "—"
+
+
+def test_board_ranks_match_rank_of(board_root: Path) -> None:
+    board = load_leaderboard("cifar10", "Linf", board_root)
+    ranks = dict(zip(board["model_id"], board_ranks(board)))
+    assert ranks["B"] == 1 and ranks["C"] == 2 and ranks["D"] == ranks["E"] == 3
+    assert pd.isna(ranks["A"])
+
+
+def test_files_written_and_csv_marks_missing(full_store: Path, board_root: Path,
+                                             tmp_path: Path) -> None:
+    rep = build_report(full_store, root=board_root)
+    out = tmp_path / "out"
+    written = write_report(rep, out, ["md", "csv"], plots=False)
+    for name in ("report.md", "report.csv", "eps_sweep.md", "eps_sweep.csv"):
+        assert (out / name) in written.files and (out / name).stat().st_size > 0
+    assert not (out / "plots").exists()
+    frame = pd.read_csv(out / "report.csv", na_values=["—"], keep_default_na=False)
+    row = _mi_row(frame)
+    assert row["adaptive_mean"] == pytest.approx(79.1667, abs=1e-3)
+    assert np.isnan(row["eot_pgd_mean"])  # never measured, never invented
+    assert "—" in (out / "report.csv").read_text()
+    sweep = pd.read_csv(out / "eps_sweep.csv", na_values=["—"], keep_default_na=False)
+    assert sorted(sweep.loc[sweep["model"] == "prn-mixup", "eps"]) == ["4/255", "8/255"]
+    md = (out / "report.md").read_text()
+    assert "| **mi-bench** |" in md and "79.17 ± 7.22 (25.00)" in md
+    assert not list(out.glob(".*.tmp"))
+
+
+def test_partial_store_lists_missing(tmp_path: Path, board_root: Path) -> None:
+    store = ResultStore(tmp_path / "results")
+    put(store, checkpoint="prn18w16-erm-s0", defense="none", suite="pgd", adv=[[1, 0]])
+    put(store, checkpoint="prn-mixup", suite="eot-pgd", eps=4 / 255, eps_label="4/255",
+        adv=[[1, 0]])
+    rep = build_report(tmp_path / "results", root=board_root)
+    assert "missing: adaptive for prn18w16-erm-s0 + none (eps 8/255 Linf)" in rep.missing
+    assert "missing: EOT-PGD for prn18w16-erm-s0 + none (eps 8/255 Linf)" in rep.missing
+    assert any(m.startswith("missing: all columns for prn-mixup + mi-ol (λ=0.5)")
+               and "4/255" in m for m in rep.missing)
+    row = rep.ranked[rep.ranked["source"] == "mi-bench"].iloc[0]
+    assert pd.isna(row["rank"]) and np.isnan(row["adaptive_mean"])  # no adaptive: no rank
+    assert row["oblivious_mean"] == pytest.approx(50.0)
+    out = tmp_path / "out"
+    write_report(rep, out, ["md"], plots=False)
+    md = (out / "report.md").read_text()
+    assert "- missing: adaptive for prn18w16-erm-s0 + none (eps 8/255 Linf)" in md
+    assert not (out / "report.csv").exists()
+
+
+def test_eot_pgd_stands_in_for_rank_and_is_marked(tmp_path: Path, board_root: Path) -> None:
+    store = ResultStore(tmp_path / "results")
+    put(store, suite="eot-pgd", adv=[[1, 1, 1, 1, 1, 1, 1, 1, 1, 0]])  # 90 %: above A too
+    rep = build_report(tmp_path / "results", root=board_root)
+    row = rep.ranked[rep.ranked["source"] == "mi-bench"].iloc[0]
+    assert row["rank"] == 1 and row["rank_by"] == "eot-pgd"
+    assert rep.ranked_md[rep.ranked_md["source"] == "**mi-bench**"].iloc[0]["rank"] == \
+        "1 (EOT-PGD)"
+
+
+def test_empty_store_is_a_user_error(tmp_path: Path, board_root: Path, monkeypatch,
+                                     capsys) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no records in"):
+        build_report(tmp_path / "empty", root=board_root)
+    with pytest.raises(UserError, match="no records in"):
+        build_report(tmp_path / "absent", root=board_root)
+    monkeypatch.setattr(sys, "argv", ["mi-bench", "report", "--results", str(tmp_path / "empty"),
+                                      "--out", str(tmp_path / "out")])
+    with pytest.raises(SystemExit) as exc:
+        cli_module.main()
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.strip().startswith("error: no records in")
+
+
+def test_bad_options_are_user_errors() -> None:
+    with pytest.raises(UserError):
+        parse_baseline("cifar10:Linf")
+    with pytest.raises(UserError):
+        parse_formats("md,html")
+    assert parse_formats("csv, md,csv") == ["csv", "md"]
+
+
+def test_plots_are_png_and_empty_plots_skipped(full_store: Path, board_root: Path,
+                                               tmp_path: Path) -> None:
+    rep = build_report(full_store, root=board_root)
+    out = tmp_path / "out"
+    written = write_report(rep, out, ["md"], plots=True)
+    plots = out / "plots"
+    expected = {"eps_prn-mixup_Linf.png", "convergence_k.png", "convergence_eot.png"}
+    assert {p.name for p in plots.iterdir()} == expected
+    for name in expected:
+        data = (plots / name).read_bytes()
+        assert data[:8] == PNG_MAGIC and len(data) > 1024
+    # no records differ in N or lambda, the base model has a single eps: no image, a note
+    assert not (plots / "mi_n.png").exists() and not (plots / "mi_lambda.png").exists()
+    assert any("mi_n plot skipped" in n for n in written.notes)
+    assert any("eps plot skipped for prn-erm" in n for n in written.notes)
+    assert "mi_lambda plot skipped" in (out / "report.md").read_text()
+
+
+def test_plot_against_mi_n(tmp_path: Path, board_root: Path) -> None:
+    store = ResultStore(tmp_path / "results")
+    for n_samples, adv in ((10, [[1, 0]]), (30, [[1, 1]])):
+        put(store, suite="pgd", mi={**MI, "n_samples": n_samples}, adv=adv)
+    rep = build_report(tmp_path / "results", root=board_root)
+    assert sorted(rep.ranked.loc[rep.ranked["source"] == "mi-bench", "N"]) == [11, 31]
+    write_report(rep, tmp_path / "out", ["csv"], plots=True)
+    data = (tmp_path / "out" / "plots" / "mi_n.png").read_bytes()
+    assert data[:8] == PNG_MAGIC and len(data) > 1024
+
+
+def test_model_info_entries(full_store: Path, board_root: Path, tmp_path: Path) -> None:
+    rep = build_report(full_store, root=board_root)
+    out = tmp_path / "out"
+    write_report(rep, out, ["md"], plots=False)
+    folder = out / "model_info" / "cifar10" / "Linf"
+    entry = json.loads((folder / "mibench_prn-mixup_mi-ol.json").read_text())
+    assert RB_KEYS <= set(entry)
+    assert entry["number_forward_passes"] == 31
+    assert entry["autoattack_acc"] == "79.17" and entry["clean_acc"] == "95.83"
+    assert entry["eps"] == "8/255" and entry["dataset"] == "cifar10"
+    assert "3 seed(s)" in entry["footnote"] and "randomized" in entry["footnote"]
+    assert "2 evaluation draw(s)" in entry["footnote"] and "K=5" in entry["footnote"]
+    base = json.loads((folder / "mibench_prn-erm_none.json").read_text())
+    assert base["number_forward_passes"] == 1 and base["autoattack_acc"] == "60.00"
+    # the leaderboard reader accepts them as RobustBench entries
+    (out / "model_info" / "cifar10" / "L2").mkdir()
+    frame = read_model_info(out / "model_info", "cifar10", "Linf")
+    assert dict(zip(frame["model_id"], frame["forward_passes"])) == {
+        "mibench_prn-mixup_mi-ol": 31, "mibench_prn-erm_none": 1}
+
+
+def test_report_cli(full_store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli_module.cli, [
+        "report", "--results", str(full_store), "--out", str(out), "--no-plots",
+        "--format", "md"])
+    assert result.exit_code == 0, result.output
+    assert "missing: EOT-PGD for prn-mixup + mi-ol (λ=0.5) (eps 8/255 Linf)" in result.output
+    assert (out / "report.md").is_file() and not (out / "report.csv").exists()
+
+
+# -- mi-bench leaderboard (the committed snapshot) -------------------------------------------
+def _run(*args: str):
+    return CliRunner().invoke(cli_module.cli, ["leaderboard", *args])
+
+
+def test_leaderboard_markdown_top() -> None:
+    result = _run("--dataset", "cifar10", "--threat", "Linf", "--top", "3")
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert lines[0].startswith("| rank") and "AutoAttack" in lines[0]
+    assert len(lines) == 2 + 3
+    board = load_leaderboard("cifar10", "Linf")
+    assert board["model_id"].iloc[0] in lines[2]
+
+
+def test_leaderboard_csv_filter_and_extra_data() -> None:
+    result = _run("--format", "csv", "--filter", "WIDERESNET-28", "--no-extra-data")
+    assert result.exit_code == 0, result.output
+    frame = pd.read_csv(pd.io.common.StringIO(result.output))
+    assert len(frame) > 0 and not frame["extra_data"].any()
+    hay = (frame["model_id"] + frame["paper"] + frame["architecture"]).str.lower()
+    assert hay.str.contains("wideresnet-28").all()
+    full = leaderboard_table("cifar10", "Linf")
+    # ranks are taken before filtering, so a filtered row keeps its place on the full board
+    ranks = dict(zip(full["model_id"], full["rank"]))
+    for mid, rank in zip(frame["model_id"], frame["rank"]):
+        assert str(ranks[mid]) == str(rank) or (pd.isna(ranks[mid]) and rank == "—")
+
+
+def test_leaderboard_bad_top_exits_2(monkeypatch, capsys) -> None:
+    monkeypatch.setattr(sys, "argv", ["mi-bench", "leaderboard", "--top", "0"])
+    with pytest.raises(SystemExit) as exc:
+        cli_module.main()
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.startswith("error: --top must be at least 1")
