@@ -16,29 +16,14 @@ that load from other processes hits both sides alike.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
+from _timing import paired
 
 from mi_bench.data import load_sample
 from mi_bench.defense import MIConfig, MixupInference, reference_mi_loop
 from mi_bench.models import create_model
 from mi_bench.models.zoo import load_classifier
-
-
-def seconds(fn) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
-
-
-def paired(fa, fb, repeats: int) -> tuple[float, float, float]:
-    """Median seconds of fa and fb, and the median of the per-pair ratios fa/fb."""
-    fa(), fb()  # warm-up
-    pairs = [(seconds(fa), seconds(fb)) for _ in range(repeats)]
-    return (statistics.median(a for a, _ in pairs), statistics.median(b for _, b in pairs),
-            statistics.median(a / b for a, b in pairs))
 
 
 @torch.no_grad()

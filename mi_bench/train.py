@@ -25,6 +25,7 @@ from mi_bench.attacks.pgd import pgd
 from mi_bench.checkpoint import atomic_torch_save, safe_torch_load, save_checkpoint
 from mi_bench.data import Split
 from mi_bench.errors import UserError
+from mi_bench.evaluate import correct_matrix
 from mi_bench.models import Normalized, create_model
 
 METHODS = ("erm", "mixup", "iat")
@@ -118,17 +119,13 @@ def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.where(flip.view(-1, 1, 1, 1), out.flip(3), out).contiguous()
 
 
-@torch.no_grad()
 def accuracy(model: torch.nn.Module, split: Split, n: int | None = None,
              batch_size: int = 500) -> float:
     """Top-1 accuracy of a deterministic model on the first n examples of a split."""
     model.eval()
     n = len(split) if n is None else min(n, len(split))
-    correct = 0
-    for i in range(0, n, batch_size):
-        j = min(i + batch_size, n)
-        correct += (model(split.float_images(i, j)).argmax(1) == split.labels[i:j]).sum().item()
-    return correct / max(n, 1)
+    return correct_matrix(model, split.float_images(0, n), split.labels[:n], 1,
+                          batch_size).float().mean().item()
 
 
 def _train_step(model: Normalized, cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor,

@@ -286,16 +286,23 @@ class AttackRun:
                  + (f"; resuming after {len(done)}/{n_batches} batches" if done else ""))
         bar = tqdm(total=estimate, unit="pass", unit_scale=True, desc=f"seed {seed}",
                    disable=not self.progress, file=sys.stderr)
+        counters = [m for m in (self.base, self.surrogate) if m is not None]
         warnings: list[str] = []
         for b in range(n_batches):
             lo, hi = b * c.batch_size, min((b + 1) * c.batch_size, n)
             if b in done:
                 bar.update(int(done[b]["forwards"]))
                 continue
-            done[b] = self._batch(seed, b, lo, hi, warnings)
+            for m in counters:  # live progress: every base-model image moves the bar
+                m.on_forward = bar.update
+            try:
+                done[b] = self._batch(seed, b, lo, hi, warnings)
+            finally:
+                for m in counters:
+                    m.on_forward = None
             self.store.save_batch(key, b, done[b])
-            bar.update(int(done[b]["forwards"]))
-            bar.set_postfix(acc=f"{np.concatenate([done[i]['adv'] for i in sorted(done)], 1).mean():.3f}")
+            adv_so_far = np.concatenate([done[i]["adv"] for i in sorted(done)], 1)
+            bar.set_postfix(robust=f"{adv_so_far.mean():.3f}")
         bar.close()
         clean = np.concatenate([done[i]["clean"] for i in range(n_batches)], axis=1)
         adv = np.concatenate([done[i]["adv"] for i in range(n_batches)], axis=1)

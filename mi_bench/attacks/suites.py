@@ -33,9 +33,12 @@ class PassCounter(nn.Module):
         self.model = model
         self.forwards = 0
         self.backwards = 0
+        self.on_forward = None  # e.g. a progress bar's update, called with the image count
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.forwards += x.shape[0]
+        if self.on_forward is not None:
+            self.on_forward(x.shape[0])
         if torch.is_grad_enabled() and x.requires_grad:
             self.backwards += x.shape[0]
         return self.model(x)

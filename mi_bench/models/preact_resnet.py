@@ -28,17 +28,24 @@ class PreActBlock(nn.Module):
         return out + skip
 
 
+def preact_stages(in_planes: int, widths: list[int], blocks: int | list[int]
+                  ) -> tuple[nn.Sequential, int]:
+    """Stages of pre-activation blocks; every stage after the first halves the resolution."""
+    counts = [blocks] * len(widths) if isinstance(blocks, int) else list(blocks)
+    layers = []
+    for i, (planes, n) in enumerate(zip(widths, counts, strict=True)):
+        for j in range(n):
+            layers.append(PreActBlock(in_planes, planes, 2 if (i > 0 and j == 0) else 1))
+            in_planes = planes
+    return nn.Sequential(*layers), in_planes
+
+
 class PreActResNet(nn.Module):
     def __init__(self, blocks: tuple[int, ...], num_classes: int, width: int):
         super().__init__()
         self.conv1 = nn.Conv2d(3, width, 3, 1, 1, bias=False)
-        layers, in_planes = [], width
-        for i, n in enumerate(blocks):
-            planes = width * 2**i
-            for j in range(n):
-                layers.append(PreActBlock(in_planes, planes, 2 if (i > 0 and j == 0) else 1))
-                in_planes = planes
-        self.layers = nn.Sequential(*layers)
+        self.layers, in_planes = preact_stages(width, [width * 2**i for i in range(len(blocks))],
+                                               list(blocks))
         self.bn = nn.BatchNorm2d(in_planes)
         self.linear = nn.Linear(in_planes, num_classes)
 
