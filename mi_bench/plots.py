@@ -24,11 +24,10 @@ from mi_bench.report import (
     SUITE_COLUMN,
     SUITES,
     Row,
-    _get,
     _slug,
     flat_identity,
 )
-from mi_bench.results import _atomic_write_bytes
+from mi_bench.results import atomic_write_bytes, dotted_get
 
 # (file stem, dotted record key, axis label, title, also draw clean accuracy)
 SWEEPS = (
@@ -53,7 +52,7 @@ def _save(fig: Figure, path: Path) -> Path:
     """Render with Agg into memory, then write atomically: no half-written PNG on a kill."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    _atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue())
     return path
 
 
@@ -119,7 +118,7 @@ def sweep_series(records: list[dict], key: str) -> dict[str, dict[float, list[di
     """
     series: dict[str, dict] = {}
     for rec in records:
-        x = _get(rec, key)
+        x = dotted_get(rec, key)
         if x is None or isinstance(x, bool) or not isinstance(x, (int, float)):
             continue
         ident = {k: v for k, v in flat_identity(rec, IDENTITY_FIELDS).items()

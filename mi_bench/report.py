@@ -73,10 +73,6 @@ METHOD_PAPERS = {
 
 
 # -- reading the store -------------------------------------------------------------------------
-def _get(d: dict, dotted: str):
-    for part in dotted.split("."):
-        d = d.get(part) if isinstance(d, dict) else None
-    return d
 
 
 def flat_identity(record: dict, fields: tuple[str, ...] = IDENTITY_FIELDS) -> dict[str, str]:

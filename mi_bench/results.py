@@ -27,13 +27,20 @@ import pandas as pd
 from mi_bench.errors import UserError
 
 
+def dotted_get(d: dict, dotted: str):
+    """``dotted_get(record, "attack.eot_iter")``: a nested field, or None where it is absent."""
+    for part in dotted.split("."):
+        d = d.get(part) if isinstance(d, dict) else None
+    return d
+
+
 def record_key(identity: dict) -> str:
     """Stable short hash of everything that makes a result what it is."""
     blob = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -48,7 +55,7 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    _atomic_write_bytes(path, text.encode())
+    atomic_write_bytes(path, text.encode())
 
 
 def _npz_bytes(arrays: dict) -> bytes:
@@ -93,7 +100,7 @@ class ResultStore:
         return self.root / "partial" / key
 
     def save_batch(self, key: str, index: int, arrays: dict) -> None:
-        _atomic_write_bytes(self._partial(key) / f"{index:05d}.npz", _npz_bytes(arrays))
+        atomic_write_bytes(self._partial(key) / f"{index:05d}.npz", _npz_bytes(arrays))
 
     def done_batches(self, key: str) -> dict[int, dict]:
         out = {}
@@ -106,7 +113,7 @@ class ResultStore:
     # -- finished records --------------------------------------------------------------------
     def write(self, key: str, record: dict, examples: dict[str, np.ndarray]) -> Path:
         """Examples first, then the record (its presence marks completion), then cleanup."""
-        _atomic_write_bytes(self.root / "records" / f"{key}.npz", _npz_bytes(examples))
+        atomic_write_bytes(self.root / "records" / f"{key}.npz", _npz_bytes(examples))
         atomic_write_text(self.record_path(key), json.dumps(record, indent=1, sort_keys=True))
         shutil.rmtree(self._partial(key), ignore_errors=True)
         return self.record_path(key)

@@ -35,7 +35,7 @@ from mi_bench.defense import MixupInference, PartnerPool
 from mi_bench.errors import UserError
 from mi_bench.evaluate import correct_matrix, mi_config_for
 from mi_bench.models.zoo import load_classifier
-from mi_bench.results import ResultStore, package_versions, record_key
+from mi_bench.results import ResultStore, dotted_get, package_versions, record_key
 
 SUITES = ("autoattack", "eot-pgd", "pgd", "transfer")
 SANITY_EPS = {"Linf": 0.5, "L2": 20.0}  # far beyond any perturbation a classifier survives
@@ -360,8 +360,8 @@ class AttackRun:
         for other in self.store.records():
             if not _same_except(record, other, strength_keys):
                 continue
-            diffs = {k: (_get(record, k), _get(other, k)) for k in strength_keys
-                     if _get(record, k) != _get(other, k)}
+            diffs = {k: (dotted_get(record, k), dotted_get(other, k)) for k in strength_keys
+                     if dotted_get(record, k) != dotted_get(other, k)}
             if not diffs or any(a is None or b is None for a, b in diffs.values()):
                 continue
             ge = all(a >= b for a, b in diffs.values())
@@ -377,16 +377,12 @@ class AttackRun:
         return msgs
 
 
-def _get(d: dict, dotted: str):
-    for part in dotted.split("."):
-        d = d.get(part) if isinstance(d, dict) else None
-    return d
 
 
 def _same_except(a: dict, b: dict, keys: tuple[str, ...]) -> bool:
     ident = ("checkpoint_sha256", "defense", "mi", "suite", "norm", "seed", "n", "surrogate",
              "attack.loss", "attack.version", "attack.targeted", "attack.variant")
-    return a["key"] != b.get("key") and all(_get(a, k) == _get(b, k) for k in ident)
+    return a["key"] != b.get("key") and all(dotted_get(a, k) == dotted_get(b, k) for k in ident)
 
 
 def summarize_seeds(store: ResultStore, records: list[dict]) -> dict:
