@@ -166,3 +166,18 @@ def test_resume_after_a_real_kill(tmp_path, tiny_checkpoint):
     assert np.array_equal(ea["adv"], eb["adv"]) and np.array_equal(ea["clean"], eb["clean"])
     assert ra["forwards"] == rb["forwards"] and ra["backwards"] == rb["backwards"]
     assert not list(killed.glob("partial/*/*.npz"))
+
+
+def test_autoattack_randomness_check_fires_on_mi_with_standard(tmp_path, tiny_checkpoint):
+    mi = run(tmp_path, tiny_checkpoint, suite="autoattack", aa_version="standard",
+             mi={"n_samples": 4}, attack_mi_samples=2)
+    flags = mi.sanity_checks(0)
+    assert flags["randomized"]
+    assert "randomized defense" in flags["autoattack_randomness_check"]
+    plain = run(tmp_path, tiny_checkpoint, suite="autoattack", defense="none").sanity_checks(0)
+    assert not plain["randomized"] and "autoattack_randomness_check" not in plain
+    default = run(tmp_path, tiny_checkpoint, suite="autoattack", mi={"n_samples": 4})
+    suite = default.suite(default.attack_model(0))
+    assert suite.version == "rand" and suite.effective_eot() == 20
+    # K defaults to N = 4 partners: 2 attacks x 100 iterations x EOT 20 x (1 + K) passes
+    assert suite.passes_per_image() == 2 * 100 * 20 * (1 + 4)
