@@ -49,7 +49,7 @@ class TrainConfig:
     alpha: float = 1.0
     pgd_steps: int = 1
     eps: float = 8 / 255
-    pgd_step_size: float = 2 / 255
+    pgd_step_size: float | None = None  # None: 2/255, or 1.25 eps when k = 1 (FGSM-RS)
     seed: int = 0
     augment: bool = True
     heldout: int = 1000
@@ -78,6 +78,14 @@ def preset(name: str, method: str) -> dict:
         return {"epochs": 15, "batch_size": 128, "lr": 0.1, "schedule": "onecycle", "momentum": 0.9,
                     "weight_decay": 5e-4, "nesterov": True}
     raise UserError(f"unknown preset {name!r}; expected 'paper' or 'fast'")
+
+
+def iat_step_size(cfg: TrainConfig) -> float:
+    """PGD step: as given, else 2/255; a single step from a random start uses 1.25 eps
+    (FGSM-RS, Wong et al. 2020), since one 2/255 step would barely leave the random start."""
+    if cfg.pgd_step_size is not None:
+        return cfg.pgd_step_size
+    return 1.25 * cfg.eps if cfg.pgd_steps == 1 else 2 / 255
 
 
 def lr_at(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
@@ -140,15 +148,16 @@ def _train_step(model: Normalized, cfg: TrainConfig, x: torch.Tensor, y: torch.T
         logits = model(xm)
         return soft_cross_entropy(logits, ym), logits
     model.eval()  # IAT: adversarial examples are made with the model in eval mode
-    x_adv = pgd(model, x, y, eps=cfg.eps, steps=cfg.pgd_steps, step_size=cfg.pgd_step_size,
+    x_adv = pgd(model, x, y, eps=cfg.eps, steps=cfg.pgd_steps, step_size=iat_step_size(cfg),
                 random_start=True, generator=g)
     model.train()
     xm, ym = mix(x, y, float(rng.beta(cfg.alpha, cfg.alpha)),
                  torch.randperm(len(y), generator=g), num_classes)
     xa, ya = mix(x_adv, y, float(rng.beta(cfg.alpha, cfg.alpha)),
                  torch.randperm(len(y), generator=g), num_classes)
-    logits = model(xm)
-    loss = 0.5 * soft_cross_entropy(model(xa), ya) + 0.5 * soft_cross_entropy(logits, ym)
+    # one forward over both batches, as the official IAT code: BatchNorm sees them together
+    logits_adv, logits = model(torch.cat([xa, xm])).split(len(y))
+    loss = 0.5 * soft_cross_entropy(logits_adv, ya) + 0.5 * soft_cross_entropy(logits, ym)
     return loss, logits
 
 
@@ -177,6 +186,8 @@ def train(cfg: TrainConfig, train_split: Split, heldout: Split | None, out: str 
     ``_stop_after`` simulates an interruption after that many epochs (for the resume test).
     """
     cfg.validate()
+    if cfg.method == "iat" and cfg.pgd_step_size is None:  # the card records the step used
+        cfg = dataclasses.replace(cfg, pgd_step_size=iat_step_size(cfg))
     out = Path(out)
     resume_path = out.with_name(out.name + ".resume.pt")
     num_classes = train_split.num_classes
@@ -194,6 +205,7 @@ def train(cfg: TrainConfig, train_split: Split, heldout: Split | None, out: str 
         model.net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         start_epoch, card["history"] = state["epoch"], state["history"]
+        card["epochs"] = start_epoch
         print(f"resuming {out} after epoch {start_epoch}", file=sys.stderr)
     elif out.exists() and not resume:
         raise UserError(f"{out} exists; pass --resume to continue it or choose another --out")

@@ -41,7 +41,8 @@ def parse_arch_opts(opts: tuple[str, ...]) -> dict:
 @click.option("--schedule", type=click.Choice(["onecycle", "step", "cosine"]), default=None)
 @click.option("--weight-decay", type=float, default=None)
 @click.option("--alpha", type=float, default=1.0, show_default=True, help="mixup Beta(alpha, alpha)")
-@click.option("--pgd-steps", type=int, default=1, show_default=True, help="IAT: PGD steps k")
+@click.option("--pgd-steps", type=int, default=None,
+              help="IAT: PGD steps k [fast 1, paper 10]; k=1 steps 1.25 eps, else 2/255")
 @click.option("--eps", default="8/255", show_default=True, help="IAT: PGD radius (Linf)")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--n-train", type=int, default=None, help="train on the first n images only")
@@ -59,10 +60,10 @@ def train(method, arch, arch_opt, dataset, data_dir, download, preset, epochs, b
 
     settings = recipe(preset, method)
     overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "schedule": schedule,
-                     "weight_decay": weight_decay}
+                 "weight_decay": weight_decay, "pgd_steps": pgd_steps}
     settings.update({k: v for k, v in overrides.items() if v is not None})
     cfg = TrainConfig(method=method, arch=arch, arch_kwargs=parse_arch_opts(arch_opt),
-                      dataset=dataset, alpha=alpha, pgd_steps=pgd_steps, eps=parse_eps(eps),
+                      dataset=dataset, alpha=alpha, eps=parse_eps(eps),
                       seed=seed, **settings)
     cfg.validate()
     train_split = load_split(dataset, "train", data_dir, download, allow_sample=False)
