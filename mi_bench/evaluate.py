@@ -26,8 +26,11 @@ def mi_config_for(defense: str, card: dict, **overrides) -> MIConfig | None:
     if defense == "none":
         return None
     given = {k: v for k, v in overrides.items() if v is not None}
+    if defense == "mi-combined" and ({"n_samples", "lam"} & set(given)):
+        raise UserError("mi-combined uses its own partners (5 PL at 0.5, 15 OL at 0.4); "
+                        "--mi-n and --mi-lambda apply to mi-pl and mi-ol")
     cfg = MIConfig(mode=defense.removeprefix("mi-"))
-    if "lam" not in given and card.get("method") == "iat":
+    if "lam" not in given and card.get("method") == "iat" and defense != "mi-combined":
         given["lam"] = 0.6
     cfg = replace(cfg, **given)
     cfg.validate()

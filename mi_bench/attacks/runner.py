@@ -26,6 +26,7 @@ from mi_bench.attacks.suites import (
     AA_ATTACKS,
     AA_VERSIONS,
     AutoAttackSuite,
+    DecisionView,
     PassCounter,
     PGDSuite,
     aa_warnings,
@@ -74,7 +75,7 @@ class AttackConfig:
     variant: str = "pgd"
     surrogate: str | None = None
     sanity: bool = True
-    sanity_n: int = 8
+    sanity_n: int = 16
 
     def validate(self) -> None:
         if self.suite not in SUITES:
@@ -89,6 +90,8 @@ class AttackConfig:
             raise UserError(f"--seeds must be distinct integers, got {self.seeds}")
         if self.aa_version is not None and self.aa_version not in AA_VERSIONS:
             raise UserError(f"unknown --aa-version {self.aa_version!r}; expected {AA_VERSIONS}")
+        if self.aa_version == "custom" and not self.aa_attacks:
+            raise UserError("--aa-version custom needs --aa-attacks, e.g. apgd-ce,apgd-dlr")
         if self.aa_attacks:
             bad = [a for a in self.aa_attacks if a not in AA_ATTACKS]
             if bad:
@@ -148,9 +151,12 @@ class AttackRun:
         if self.mi_cfg is not None:
             self.pool = PartnerPool(load_split(self.card.get("dataset", "cifar10"),
                                                self.mi_cfg.pool_split, cfg.data_dir))
+        # adaptive suites on MI differentiate a stochastic model (EOT); the others a fixed one
+        self.stochastic_attack = self.mi_cfg is not None and cfg.suite in ("autoattack", "eot-pgd")
         self.surrogate = None
         if cfg.suite == "transfer":
             s_model, self.surrogate_card = load_classifier(cfg.surrogate)
+            s_model.eval()
             for p in s_model.parameters():
                 p.requires_grad_(False)
             self.surrogate = PassCounter(s_model)
@@ -159,10 +165,12 @@ class AttackRun:
     def _mi(self, n_samples: int | None, seed: int) -> nn.Module:
         from dataclasses import replace
 
-        cfg = self.mi_cfg if n_samples is None else replace(
-            self.mi_cfg, n_samples=n_samples,
-            n_pl=max(1, round(self.mi_cfg.n_pl * n_samples / self.mi_cfg.n_samples)),
-            n_ol=max(1, round(self.mi_cfg.n_ol * n_samples / self.mi_cfg.n_samples)))
+        cfg = self.mi_cfg
+        if n_samples is not None and cfg.mode == "combined":  # K split as N_PL : N_OL
+            n_pl = max(1, round(cfg.n_pl * n_samples / (cfg.n_pl + cfg.n_ol)))
+            cfg = replace(cfg, n_pl=n_pl, n_ol=max(1, n_samples - n_pl))
+        elif n_samples is not None:
+            cfg = replace(cfg, n_samples=n_samples)
         return MixupInference(self.base, self.pool, cfg, torch.Generator().manual_seed(seed),
                               max_batch=self.cfg.max_batch, output="log")
 
@@ -190,13 +198,14 @@ class AttackRun:
         eps = c.eps
         k = partners or self.attack_partners()
         calls_cost = 1 + k if k else 1
-        stochastic = isinstance(model, MixupInference)
+        stochastic = self.stochastic_attack
         if c.suite == "autoattack":
             version = c.aa_version or ("rand" if stochastic else "standard")
             if c.aa_attacks and version != "custom":
                 version = "custom"
+            eot = c.eot_iter if c.eot_iter is not None else (20 if stochastic else None)
             return AutoAttackSuite(model, c.norm, eps, version, c.aa_attacks, c.restarts,
-                                   c.eot_iter, calls_cost)
+                                   eot, calls_cost)
         steps = c.steps or {"eot-pgd": 100, "pgd": 10, "transfer": 10}[c.suite]
         eot = c.eot_iter or (20 if stochastic else 1)
         step = c.step_size if c.step_size is not None else (
@@ -214,6 +223,7 @@ class AttackRun:
             "suite": c.suite, "attack": suite.settings(), "attack_mi_samples":
             self.attack_partners(), "norm": c.norm, "eps": round(c.eps, 10), "seed": seed,
             "n": c.n_examples, "eval_repeats": c.eval_repeats, "data": self.test.source,
+            "batch_size": c.batch_size,
         }
         if self.surrogate is not None:
             ident["surrogate"] = self.surrogate_card.get("name")
@@ -281,13 +291,13 @@ class AttackRun:
         done = self.store.done_batches(key)
         n_batches = math.ceil(n / c.batch_size)
         self.log(f"seed {seed}: {c.suite} on {ident['checkpoint']} + {c.defense}, eps {c.eps_label}"
-                 f" {c.norm}, n {n}, record {key}; estimated cost at most {estimate:,} "
-                 f"base-model passes ({attack_ppi:,} per image for the attack)"
+                 f" {c.norm}, n {n}, record {key}; estimated cost {estimate:,} "
+                 f"base-model passes if every attack runs to the end ({attack_ppi:,} per image "
+                 "for the attack)"
                  + (f"; resuming after {len(done)}/{n_batches} batches" if done else ""))
         bar = tqdm(total=estimate, unit="pass", unit_scale=True, desc=f"seed {seed}",
                    disable=not self.progress, file=sys.stderr)
         counters = [m for m in (self.base, self.surrogate) if m is not None]
-        warnings: list[str] = []
         for b in range(n_batches):
             lo, hi = b * c.batch_size, min((b + 1) * c.batch_size, n)
             if b in done:
@@ -296,7 +306,7 @@ class AttackRun:
             for m in counters:  # live progress: every base-model image moves the bar
                 m.on_forward = bar.update
             try:
-                done[b] = self._batch(seed, b, lo, hi, warnings)
+                done[b] = self._batch(seed, b, lo, hi)
             finally:
                 for m in counters:
                     m.on_forward = None
@@ -307,6 +317,8 @@ class AttackRun:
         clean = np.concatenate([done[i]["clean"] for i in range(n_batches)], axis=1)
         adv = np.concatenate([done[i]["adv"] for i in range(n_batches)], axis=1)
         robust = adv & clean
+        warnings = sorted({str(w) for i in done for w in done[i]["warnings"]})
+        own = [done[i]["own"] for i in range(n_batches) if "own" in done[i]]
         record = {
             "key": key, **ident, "eps_label": c.eps_label,
             "clean_acc": float(clean.mean()), "clean_worst_acc": float(clean.all(0).mean()),
@@ -315,6 +327,7 @@ class AttackRun:
             "backwards": int(sum(int(done[i]["backwards"]) for i in done)),
             "seconds": float(sum(float(done[i]["seconds"]) for i in done)),
             "estimated_passes": estimate, "flags": flags, "warnings": warnings,
+            "autoattack_own_acc": float(np.concatenate(own).mean()) if own else None,
             "model_card": {k: self.card.get(k) for k in ("arch", "method", "seed", "epochs",
                                                           "clean_acc", "dataset")},
             "forwards_per_prediction": self.mi_cfg.forwards_per_prediction() if self.mi_cfg
@@ -333,24 +346,32 @@ class AttackRun:
         self.store.write(key, record, {"clean": clean, "adv": adv})
         return record
 
-    def _batch(self, seed: int, b: int, lo: int, hi: int, warnings: list[str]) -> dict:
+    def _batch(self, seed: int, b: int, lo: int, hi: int) -> dict:
         c = self.cfg
         x, y = self.test.float_images(lo, hi), self.test.labels[lo:hi]
-        batch_seed = seed * 100_003 + b
-        f0 = self.base.forwards + (self.surrogate.forwards if self.surrogate else 0)
-        b0 = self.base.backwards + (self.surrogate.backwards if self.surrogate else 0)
+        # independent streams per (seed, batch, role): attack MI, attack, decisions, evaluation
+        atk_mi, atk, decide, ev = (int(q.generate_state(1)[0]) for q in
+                                   np.random.SeedSequence([seed, b]).spawn(4))
+        counters = [m for m in (self.base, self.surrogate) if m is not None]
+        f0, b0 = sum(m.forwards for m in counters), sum(m.backwards for m in counters)
         t0 = time.time()
-        suite = self.suite(self.attack_model(batch_seed))
-        x_adv = suite.perturb(x, y, batch_seed)
+        model = self.attack_model(atk_mi)
+        if self.stochastic_attack:
+            model = DecisionView(model, self.eval_model(decide))
+        suite = self.suite(model)
+        x_adv = suite.perturb(x, y, atk)
         check_valid(x_adv, x, c.eps, c.norm)
-        warnings.extend(w for w in suite.warnings if w not in warnings)
-        evaluator = self.eval_model(batch_seed + 1)
+        evaluator = self.eval_model(ev)
         clean = correct_matrix(evaluator, x, y, c.eval_repeats).numpy()
         adv = correct_matrix(evaluator, x_adv, y, c.eval_repeats).numpy()
-        f1 = self.base.forwards + (self.surrogate.forwards if self.surrogate else 0)
-        b1 = self.base.backwards + (self.surrogate.backwards if self.surrogate else 0)
-        return {"clean": clean, "adv": adv, "forwards": np.int64(f1 - f0),
-                "backwards": np.int64(b1 - b0), "seconds": np.float64(time.time() - t0)}
+        out = {"clean": clean, "adv": adv,
+               "forwards": np.int64(sum(m.forwards for m in counters) - f0),
+               "backwards": np.int64(sum(m.backwards for m in counters) - b0),
+               "seconds": np.float64(time.time() - t0),
+               "warnings": np.array(suite.warnings, dtype=str)}
+        if getattr(suite, "own_correct", None) is not None:
+            out["own"] = suite.own_correct.numpy()
+        return out
 
     def monotonicity(self, record: dict) -> list[str]:
         """Compare with stored records that differ only in strength (eps, steps, EOT, K)."""
@@ -380,8 +401,9 @@ class AttackRun:
 
 
 def _same_except(a: dict, b: dict, keys: tuple[str, ...]) -> bool:
-    ident = ("checkpoint_sha256", "defense", "mi", "suite", "norm", "seed", "n", "surrogate",
-             "attack.loss", "attack.version", "attack.targeted", "attack.variant")
+    ident = ("checkpoint_sha256", "defense", "mi", "suite", "norm", "seed", "n", "data",
+             "surrogate_sha256", "eval_repeats", "attack.loss", "attack.version", "attack.attacks",
+             "attack.targeted", "attack.variant")
     return a["key"] != b.get("key") and all(dotted_get(a, k) == dotted_get(b, k) for k in ident)
 
 

@@ -44,6 +44,22 @@ class PassCounter(nn.Module):
         return self.model(x)
 
 
+class DecisionView(nn.Module):
+    """What an attack on a stochastic defense sees: gradients through ``grad_model`` (MI with K
+    partners, fresh on every call), and every no-grad decision (which points are still robust,
+    which restart or iterate is best) through ``decision_model``, the defense as evaluated."""
+
+    def __init__(self, grad_model: nn.Module, decision_model: nn.Module):
+        super().__init__()
+        self.grad_model = grad_model
+        self.decision_model = decision_model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and x.requires_grad:
+            return self.grad_model(x)
+        return self.decision_model(x)
+
+
 class _Capture(logging.Handler):
     """Keeps AutoAttack's own warnings (randomness, zero gradients, Square) for the record."""
 
@@ -78,10 +94,16 @@ class AutoAttackSuite:
     calls_cost: int = 1  # base passes per model call (1 + K through MI)
     warnings: list[str] = field(default_factory=list)
     name: str = "autoattack"
+    own_correct: torch.Tensor | None = None  # AutoAttack's own robust flags for the last batch
 
     def settings(self) -> dict:
-        return {"version": self.version, "attacks": self.attack_list(), "restarts": self.restarts,
-                "eot_iter": self.effective_eot(), "n_iter": 100}
+        return {"version": self.version, "attacks": self.attack_list(),
+                "restarts": self.effective_restarts(), "eot_iter": self.effective_eot(),
+                "n_iter": 100}
+
+    def effective_restarts(self) -> int:
+        """APGD/FAB restarts as pyautoattack will run them (only 'custom' takes ours)."""
+        return {"custom": self.restarts, "plus": 5}.get(self.version, 1)
 
     def attack_list(self) -> list[str]:
         if self.version == "custom":
@@ -99,7 +121,7 @@ class AutoAttackSuite:
         """Upper bound on base-model passes per attacked image (every attack runs to the end)."""
         eot, per_attack = self.effective_eot(), {"apgd-ce": 100, "apgd-dlr": 100, "fab": 200,
                                                  "square": 5000, "apgd-t": 900, "fab-t": 1800}
-        restarts = self.restarts if self.version in ("custom",) else 1
+        restarts = self.effective_restarts()
         total = 0
         for a in self.attack_list():
             mult = eot if a.startswith("apgd") else 1
@@ -115,14 +137,15 @@ class AutoAttackSuite:
         if self.version == "custom":  # 'custom' keeps pyautoattack's 5 restarts unless told
             aa.apgd.n_restarts = aa.fab.n_restarts = self.restarts
         if self.eot_iter is not None:
-            aa.apgd.eot_iter = self.eot_iter
+            aa.apgd.eot_iter = aa.apgd_targeted.eot_iter = self.eot_iter
         return aa
 
     def perturb(self, x: torch.Tensor, y: torch.Tensor, seed: int) -> torch.Tensor:
         aa = self.build(seed)
         with aa_warnings() as messages:
-            x_adv, _ = aa.run_standard_evaluation(x.contiguous(), y, batch_size=x.shape[0])
+            x_adv, y_adv = aa.run_standard_evaluation(x.contiguous(), y, batch_size=x.shape[0])
         self.warnings.extend(m for m in messages if m not in self.warnings)
+        self.own_correct = (y_adv.cpu() == y.cpu())
         return x_adv.detach()
 
 
@@ -190,4 +213,7 @@ class PGDSuite:
         apgd = APGDAttack(self.model, n_iter=self.steps, norm=self.norm, n_restarts=self.restarts,
                           eps=self.eps, seed=seed, loss=self.loss, eot_iter=self.eot_iter,
                           rho=0.75, device="cpu", logger=logging.getLogger("auto-attack"))
+        if self.eot_iter > 1:  # stochastic: keep the highest-loss iterate, not x where unfooled
+            torch.manual_seed(seed)  # APGD seeds itself only in its default branch
+            return apgd.perturb(x.contiguous(), y, best_loss=True).detach()
         return apgd.perturb(x.contiguous(), y).detach()
