@@ -19,6 +19,7 @@ def cli(monkeypatch, capsys, *args):
 
 
 def test_eval_prints_accuracy_with_and_without_mi(monkeypatch, capsys, tiny_checkpoint):
+    monkeypatch.setattr("mi_bench.data._warned_sample", False)  # said once per process
     code, out, err = cli(monkeypatch, capsys, "eval", "--checkpoint", str(tiny_checkpoint),
                          "--n-examples", "40", "--eval-repeats", "2", "--mi-n", "4", "--json")
     assert code == 0, err
