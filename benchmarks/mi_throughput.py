@@ -64,7 +64,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--n", type=int, default=30)
-    p.add_argument("--max-batch", type=int, default=1024)
+    p.add_argument("--max-batch", type=int, default=64)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--loop-images", type=int, default=4)
     p.add_argument("--device", default="cpu")

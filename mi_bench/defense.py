@@ -104,7 +104,7 @@ class MixupInference(nn.Module):
     """MI around ``model``; returns mean softmax (``output='prob'``) or its log (``'log'``)."""
 
     def __init__(self, model: nn.Module, pool: Split | PartnerPool, config: MIConfig = MIConfig(),
-                 generator: torch.Generator | None = None, max_batch: int = 1024,
+                 generator: torch.Generator | None = None, max_batch: int = 64,
                  output: str = "log"):
         super().__init__()
         config.validate()

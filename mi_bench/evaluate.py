@@ -39,7 +39,7 @@ def mi_config_for(defense: str, card: dict, **overrides) -> MIConfig | None:
 
 def build_defense(model: nn.Module, card: dict, mi: MIConfig | None, seed: int,
                   data_dir=None, pool: PartnerPool | None = None,
-                  max_batch: int = 1024) -> nn.Module:
+                  max_batch: int = 64) -> nn.Module:
     """The model as attacked and evaluated: itself, or MI around it with its own generator."""
     if mi is None:
         return model

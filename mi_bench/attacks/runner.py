@@ -61,7 +61,7 @@ class AttackConfig:
     data_dir: str | None = None
     mi: dict = field(default_factory=dict)  # overrides: n_samples, lam, pool_split, threshold
     attack_mi_samples: int | None = None  # K partners inside the attack (default N)
-    max_batch: int = 1024
+    max_batch: int = 64
     # autoattack
     aa_version: str | None = None  # default: standard on deterministic models, rand on MI
     aa_attacks: list[str] | None = None

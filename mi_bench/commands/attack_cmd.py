@@ -99,7 +99,7 @@ def _print_summary(rows, out: str) -> None:
                    f"base-model passes in {s['seconds']:.0f} s ({rate:,.0f} passes/s); records "
                    f"in {out}/records/")
         click.echo(f"full setting ({cfg.suite}, attack partners K = {k_full or '-'}, "
-                   f"{FULL_TEST_SET:,} images, 3 seeds): at most {total:,.0f} passes, "
+                   f"{FULL_TEST_SET:,} images, 3 seeds): about {total:,.0f} passes, "
                    f"~{total / rate / 3600:,.0f} hours at this rate")
 
 

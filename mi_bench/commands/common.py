@@ -49,7 +49,7 @@ def mi_options(fn):
                      show_default=True, help="split the clean partners come from"),
         click.option("--mi-threshold", "mi_threshold", type=float, default=None,
                      help="mi-combined: detector threshold [0.2]"),
-        click.option("--max-batch", type=int, default=1024, show_default=True,
+        click.option("--max-batch", type=int, default=64, show_default=True,
                      help="images per base-model forward inside MI"),
     ]
     for opt in reversed(opts):
