@@ -8,9 +8,8 @@ and how good they are (clean accuracy measured on the full test split).
 
 from __future__ import annotations
 
-import os
+import io
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -20,23 +19,16 @@ from torch import nn
 
 from mi_bench.errors import UserError
 from mi_bench.models import Normalized, create_model, get_spec
+from mi_bench.results import atomic_write_bytes
 
 FORMAT = "mi-bench-checkpoint/1"
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
     """Save so that a reader never sees a half-written file, even if we are killed mid-write."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; checkpoints are meant to be shared
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(Path(path), buf.getvalue())
 
 
 def safe_torch_load(path: str | Path) -> Any:

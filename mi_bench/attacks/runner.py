@@ -160,6 +160,7 @@ class AttackRun:
             for p in s_model.parameters():
                 p.requires_grad_(False)
             self.surrogate = PassCounter(s_model)
+        self.counters = [m for m in (self.base, self.surrogate) if m is not None]
 
     # -- models ---------------------------------------------------------------------------
     def _mi(self, n_samples: int | None, seed: int) -> nn.Module:
@@ -297,18 +298,17 @@ class AttackRun:
                  + (f"; resuming after {len(done)}/{n_batches} batches" if done else ""))
         bar = tqdm(total=estimate, unit="pass", unit_scale=True, desc=f"seed {seed}",
                    disable=not self.progress, file=sys.stderr)
-        counters = [m for m in (self.base, self.surrogate) if m is not None]
         for b in range(n_batches):
             lo, hi = b * c.batch_size, min((b + 1) * c.batch_size, n)
             if b in done:
                 bar.update(int(done[b]["forwards"]))
                 continue
-            for m in counters:  # live progress: every base-model image moves the bar
+            for m in self.counters:  # live progress: every base-model image moves the bar
                 m.on_forward = bar.update
             try:
                 done[b] = self._batch(seed, b, lo, hi)
             finally:
-                for m in counters:
+                for m in self.counters:
                     m.on_forward = None
             self.store.save_batch(key, b, done[b])
             adv_so_far = np.concatenate([done[i]["adv"] for i in sorted(done)], 1)
@@ -346,14 +346,17 @@ class AttackRun:
         self.store.write(key, record, {"clean": clean, "adv": adv})
         return record
 
+    def passes(self) -> tuple[int, int]:
+        """Forward and backward base-model passes so far, over the target and any surrogate."""
+        return (sum(m.forwards for m in self.counters), sum(m.backwards for m in self.counters))
+
     def _batch(self, seed: int, b: int, lo: int, hi: int) -> dict:
         c = self.cfg
         x, y = self.test.float_images(lo, hi), self.test.labels[lo:hi]
         # independent streams per (seed, batch, role): attack MI, attack, decisions, evaluation
         atk_mi, atk, decide, ev = (int(q.generate_state(1)[0]) for q in
                                    np.random.SeedSequence([seed, b]).spawn(4))
-        counters = [m for m in (self.base, self.surrogate) if m is not None]
-        f0, b0 = sum(m.forwards for m in counters), sum(m.backwards for m in counters)
+        f0, b0 = self.passes()
         t0 = time.time()
         model = self.attack_model(atk_mi)
         if self.stochastic_attack:
@@ -364,9 +367,9 @@ class AttackRun:
         evaluator = self.eval_model(ev)
         clean = correct_matrix(evaluator, x, y, c.eval_repeats).numpy()
         adv = correct_matrix(evaluator, x_adv, y, c.eval_repeats).numpy()
-        out = {"clean": clean, "adv": adv,
-               "forwards": np.int64(sum(m.forwards for m in counters) - f0),
-               "backwards": np.int64(sum(m.backwards for m in counters) - b0),
+        f1, b1 = self.passes()
+        out = {"clean": clean, "adv": adv, "forwards": np.int64(f1 - f0),
+               "backwards": np.int64(b1 - b0),
                "seconds": np.float64(time.time() - t0),
                "warnings": np.array(suite.warnings, dtype=str)}
         if getattr(suite, "own_correct", None) is not None:
@@ -396,8 +399,6 @@ class AttackRun:
                 msgs.append(f"stronger attack {diffs} in {other['key']} gave higher accuracy "
                             f"{other['robust_acc']:.3f} > {record['robust_acc']:.3f}")
         return msgs
-
-
 
 
 def _same_except(a: dict, b: dict, keys: tuple[str, ...]) -> bool:
