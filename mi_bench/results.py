@@ -5,6 +5,8 @@ Layout under the store folder::
     records/<key>.json      settings, accuracies, costs, flags, package versions
     records/<key>.npz       per-example correctness: clean and adversarial, (draws, n) bool
     partial/<key>/NNNNN.npz finished batches of a run in progress (removed when it completes)
+    clean/<key>.npz         clean correctness of one batch under one defense and seed, shared by
+                            every record that evaluates the same draws (attack and eps differ)
 
 Every file is written atomically (temp file + rename), so a killed run leaves either a whole
 batch or nothing; rerunning the same command resumes at the first missing batch.
@@ -110,6 +112,17 @@ class ResultStore:
             with np.load(p) as z:
                 out[int(p.stem)] = {k: z[k] for k in z.files}
         return out
+
+    # -- clean evaluations shared between records -------------------------------------------
+    def load_clean(self, key: str) -> np.ndarray | None:
+        path = self.root / "clean" / f"{key}.npz"
+        if not path.is_file():
+            return None
+        with np.load(path) as z:
+            return z["clean"]
+
+    def save_clean(self, key: str, clean: np.ndarray) -> None:
+        atomic_write_bytes(self.root / "clean" / f"{key}.npz", _npz_bytes({"clean": clean}))
 
     # -- finished records --------------------------------------------------------------------
     def write(self, key: str, record: dict, examples: dict[str, np.ndarray]) -> Path:

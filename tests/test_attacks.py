@@ -92,6 +92,22 @@ def test_oblivious_transfer_and_cost_accounting(tmp_path, tiny_checkpoint):
     assert tr["backwards"] == 5 * 8 and tr["robust_acc"] <= tr["clean_acc"]
 
 
+def test_clean_draws_are_shared_across_eps_and_match_a_fresh_run(tmp_path, tiny_checkpoint):
+    kw = {"suite": "pgd", "steps": 2, "mi": {"n_samples": 4}}
+    first = run(tmp_path, tiny_checkpoint, eps=8 / 255, **kw).run_seed(0)
+    second = run(tmp_path, tiny_checkpoint, eps=2 / 255, **kw).run_seed(0)
+    fresh = run(tmp_path, tiny_checkpoint, "fresh", eps=2 / 255, **kw).run_seed(0)
+    ea = ResultStore(tmp_path / "store").load_examples(first["key"])
+    eb = ResultStore(tmp_path / "store").load_examples(second["key"])
+    ef = ResultStore(tmp_path / "fresh").load_examples(fresh["key"])
+    assert np.array_equal(ea["clean"], eb["clean"]) and np.array_equal(eb["clean"], ef["clean"])
+    assert np.array_equal(eb["adv"], ef["adv"])
+    # the shared clean evaluation (2 draws x 8 images x 5 forwards) is paid once
+    assert fresh["forwards"] - second["forwards"] == 2 * 8 * 5
+    other_seed = run(tmp_path, tiny_checkpoint, eps=2 / 255, **kw).run_seed(1)
+    assert other_seed["forwards"] == fresh["forwards"]
+
+
 class MaskedLookup(torch.nn.Module):
     """A gradient-masked toy defense: nearest stored image's label, no gradient at all."""
 

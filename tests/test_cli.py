@@ -34,6 +34,7 @@ def test_eval_prints_accuracy_with_and_without_mi(monkeypatch, capsys, tiny_chec
 @pytest.mark.parametrize("args,message", [
     (["attack", "--suite", "transfer"], "needs --surrogate"),
     (["attack", "--eps", "eight"], "bad eps"),
+    (["attack", "--eps", "1/2/3"], "bad eps"),
     (["attack", "--seeds", "0,0"], "distinct"),
     (["attack", "--seeds", "a,b"], "comma-separated integers"),
     (["attack", "--aa-attacks", "apgd-foo"], "unknown AutoAttack attack"),
@@ -77,7 +78,7 @@ def test_harness_autoattack_equals_direct_pyautoattack(tmp_path, tiny_checkpoint
     """The harness's AutoAttack number is pyautoattack's own, same seed, same examples."""
     from pyautoattack import AutoAttack
 
-    from mi_bench.attacks.runner import AttackConfig, AttackRun
+    from mi_bench.attacks.runner import AttackConfig, AttackRun, batch_seeds
     from mi_bench.data import load_sample
     from mi_bench.models.zoo import load_classifier
     from mi_bench.results import ResultStore
@@ -92,7 +93,8 @@ def test_harness_autoattack_equals_direct_pyautoattack(tmp_path, tiny_checkpoint
     test = load_sample("test")
     x, y = test.float_images(0, n), test.labels[:n]
     extra = {"attacks": attacks} if attacks else {}
-    aa = AutoAttack(model, norm="Linf", eps=eps, version=version, seed=0, device="cpu", **extra)
+    aa = AutoAttack(model, norm="Linf", eps=eps, version=version,
+                    seed=batch_seeds(0, 0)["attack"], device="cpu", **extra)
     if version == "custom":
         aa.apgd.n_restarts = 1  # what the harness records as restarts=1
     x_adv, _ = aa.run_standard_evaluation(x, y, batch_size=n)

@@ -40,6 +40,8 @@ from mi_bench.results import ResultStore, dotted_get, package_versions, record_k
 
 SUITES = ("autoattack", "eot-pgd", "pgd", "transfer")
 SANITY_EPS = {"Linf": 0.5, "L2": 20.0}  # far beyond any perturbation a classifier survives
+# what fixes a batch's clean evaluation draws (with the batch bounds)
+CLEAN_IDENTITY = ("checkpoint_sha256", "defense", "mi", "seed", "eval_repeats", "batch_size")
 
 
 class InvalidAdversarial(UserError):
@@ -133,6 +135,14 @@ def zero_gradient_fraction(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -
     return float((grad.flatten(1).abs().sum(1) == 0).float().mean())
 
 
+def batch_seeds(seed: int, batch: int) -> dict[str, int]:
+    """Independent streams per (seed, batch, role), so that resuming at a batch, or changing the
+    attack, leaves every other draw as it was. ``attack`` is the seed pyautoattack gets."""
+    roles = ("attack_mi", "attack", "decisions", "eval_clean", "eval_adv")
+    return {r: int(q.generate_state(1)[0])
+            for r, q in zip(roles, np.random.SeedSequence([seed, batch]).spawn(len(roles)))}
+
+
 class AttackRun:
     """Everything one ``mi-bench attack`` invocation needs, built once."""
 
@@ -147,6 +157,8 @@ class AttackRun:
         self.mi_cfg = mi_config_for(cfg.defense, self.card, **cfg.mi)
         self.test = load_split(self.card.get("dataset", "cifar10"), "test", cfg.data_dir
                                ).head(cfg.n_examples)
+        # the images' content, not their path, identifies a result: a rerun elsewhere finds it
+        self.data_id = f"{self.test.dataset}/{self.test.split}:{self.test.sha256()[:16]}"
         self.pool = None
         if self.mi_cfg is not None:
             self.pool = PartnerPool(load_split(self.card.get("dataset", "cifar10"),
@@ -223,7 +235,7 @@ class AttackRun:
             "defense": c.defense, "mi": self.mi_cfg.as_dict() if self.mi_cfg else None,
             "suite": c.suite, "attack": suite.settings(), "attack_mi_samples":
             self.attack_partners(), "norm": c.norm, "eps": round(c.eps, 10), "seed": seed,
-            "n": c.n_examples, "eval_repeats": c.eval_repeats, "data": self.test.source,
+            "n": c.n_examples, "eval_repeats": c.eval_repeats, "data": self.data_id,
             "batch_size": c.batch_size,
         }
         if self.surrogate is not None:
@@ -320,7 +332,7 @@ class AttackRun:
         warnings = sorted({str(w) for i in done for w in done[i]["warnings"]})
         own = [done[i]["own"] for i in range(n_batches) if "own" in done[i]]
         record = {
-            "key": key, **ident, "eps_label": c.eps_label,
+            "key": key, **ident, "eps_label": c.eps_label, "data_path": self.test.source,
             "clean_acc": float(clean.mean()), "clean_worst_acc": float(clean.all(0).mean()),
             "robust_acc": float(robust.mean()), "robust_worst_acc": float(robust.all(0).mean()),
             "forwards": int(sum(int(done[i]["forwards"]) for i in done)),
@@ -353,9 +365,8 @@ class AttackRun:
     def _batch(self, seed: int, b: int, lo: int, hi: int) -> dict:
         c = self.cfg
         x, y = self.test.float_images(lo, hi), self.test.labels[lo:hi]
-        # independent streams per (seed, batch, role): attack MI, attack, decisions, evaluation
-        atk_mi, atk, decide, ev = (int(q.generate_state(1)[0]) for q in
-                                   np.random.SeedSequence([seed, b]).spawn(4))
+        ident = self.identity(seed)
+        atk_mi, atk, decide, ev_clean, ev_adv = batch_seeds(seed, b).values()
         f0, b0 = self.passes()
         t0 = time.time()
         model = self.attack_model(atk_mi)
@@ -364,9 +375,16 @@ class AttackRun:
         suite = self.suite(model)
         x_adv = suite.perturb(x, y, atk)
         check_valid(x_adv, x, c.eps, c.norm)
-        evaluator = self.eval_model(ev)
-        clean = correct_matrix(evaluator, x, y, c.eval_repeats).numpy()
-        adv = correct_matrix(evaluator, x_adv, y, c.eval_repeats).numpy()
+        # the clean draws depend only on defense, seed and batch, not on the attack or eps, so
+        # one sweep's records share them (and their cost is paid once)
+        clean_key = record_key({k: ident[k] for k in CLEAN_IDENTITY} | {
+            "batch": [lo, hi], "max_batch": c.max_batch,
+            "images": self.test.head(hi).sha256()[:16]})
+        clean = self.store.load_clean(clean_key)
+        if clean is None:
+            clean = correct_matrix(self.eval_model(ev_clean), x, y, c.eval_repeats).numpy()
+            self.store.save_clean(clean_key, clean)
+        adv = correct_matrix(self.eval_model(ev_adv), x_adv, y, c.eval_repeats).numpy()
         f1, b1 = self.passes()
         out = {"clean": clean, "adv": adv, "forwards": np.int64(f1 - f0),
                "backwards": np.int64(b1 - b0),

@@ -10,9 +10,12 @@ from mi_bench.errors import UserError
 
 
 def parse_eps(value: str) -> float:
-    """``8/255`` or ``0.031`` -> float (eps is in pixel units of [0, 1] images)."""
+    """``8/255``, ``0.5/255`` or ``0.031`` -> float (eps is in pixel units of [0, 1] images)."""
     try:
-        eps = float(Fraction(value.strip()))
+        num, _, den = value.strip().partition("/")
+        if "/" in den:
+            raise ValueError(value)
+        eps = float(Fraction(num) / Fraction(den or 1))
     except (ValueError, ZeroDivisionError):
         raise UserError(f"bad eps {value!r}; expected a number or a fraction like 8/255") from None
     if eps < 0:
