@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, ScalarFormatter
 
 from mi_bench.report import (
     IDENTITY_FIELDS,
@@ -29,6 +29,7 @@ from mi_bench.report import (
 )
 from mi_bench.results import atomic_write_bytes, dotted_get
 
+MIN_Y_SPAN = 10.0  # percentage points: the narrowest accuracy axis a sweep plot gets
 # (file stem, dotted record key, axis label, title, also draw clean accuracy)
 SWEEPS = (
     ("convergence_eot", "attack.eot_iter", "EOT iterations per step",
@@ -54,6 +55,15 @@ def _save(fig: Figure, path: Path) -> Path:
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     atomic_write_bytes(path, buf.getvalue())
     return path
+
+
+def _min_span(ax, span: float) -> None:
+    """Widen the y axis to at least ``span`` points, so that noise does not look like a trend."""
+    lo, hi = ax.get_ylim()
+    if hi - lo < span:
+        mid = (lo + hi) / 2
+        lo, hi = max(0.0, mid - span / 2), min(100.0, mid + span / 2)
+        ax.set_ylim(lo, max(hi, lo + span))
 
 
 def _eps_x(norm: str, eps: float) -> float:
@@ -165,10 +175,13 @@ def plot_sweep(records: list[dict], key: str, path: Path, xlabel: str, title: st
                   f"{label} (clean)", style="--s", color=color)
     if min(xs_all) > 0 and max(xs_all) / min(xs_all) >= 8:
         ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted(set(xs_all)))
+        ax.xaxis.set_major_formatter(ScalarFormatter())
     elif all(float(x).is_integer() for x in xs_all):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(xlabel)
     ax.set_ylabel("accuracy (%)")
+    _min_span(ax, MIN_Y_SPAN)
     ax.set_title(f"{title}\n(mean over seeds, band = min..max)", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=6)

@@ -108,6 +108,15 @@ def test_clean_draws_are_shared_across_eps_and_match_a_fresh_run(tmp_path, tiny_
     assert other_seed["forwards"] == fresh["forwards"]
 
 
+def test_default_steps_scale_with_eps(tmp_path, tiny_checkpoint):
+    """Oblivious PGD keeps the paper's 2/255 at 8/255, i.e. eps/4; EOT-PGD takes 2.5 eps/steps."""
+    for eps in (1 / 255, 8 / 255):
+        obl = run(tmp_path, tiny_checkpoint, suite="pgd", eps=eps).identity(0)["attack"]
+        assert obl["step_size"] == pytest.approx(eps / 4)
+        ada = run(tmp_path, tiny_checkpoint, suite="eot-pgd", steps=20, eps=eps).identity(0)
+        assert ada["attack"]["step_size"] == pytest.approx(2.5 * eps / 20)
+
+
 class MaskedLookup(torch.nn.Module):
     """A gradient-masked toy defense: nearest stored image's label, no gradient at all."""
 

@@ -222,7 +222,7 @@ class AttackRun:
         steps = c.steps or {"eot-pgd": 100, "pgd": 10, "transfer": 10}[c.suite]
         eot = c.eot_iter or (20 if stochastic else 1)
         step = c.step_size if c.step_size is not None else (
-            2.5 * eps / steps if c.suite == "eot-pgd" else (2 / 255 if c.norm == "Linf" else None))
+            2.5 * eps / steps if c.suite == "eot-pgd" else (eps / 4 if c.norm == "Linf" else None))
         return PGDSuite(c.suite, model, c.norm, eps, steps, step, c.loss, c.restarts, eot,
                         c.targeted, c.variant, self.card.get("num_classes", 10), calls_cost)
 

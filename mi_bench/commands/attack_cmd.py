@@ -27,7 +27,7 @@ FULL_TEST_SET = 10_000
               default=None, help="[standard on deterministic models, rand on MI]")
 @click.option("--aa-attacks", default=None, help="custom AutoAttack list, e.g. apgd-ce,apgd-dlr")
 @click.option("--steps", type=int, default=None, help="PGD steps [eot-pgd 100, pgd/transfer 10]")
-@click.option("--step-size", default=None, help="PGD step [eot-pgd 2.5 eps/steps; else 2/255]")
+@click.option("--step-size", default=None, help="PGD step [eot-pgd 2.5 eps/steps; pgd/transfer eps/4, the paper's 2/255 at 8/255]")
 @click.option("--loss", type=click.Choice(["ce", "dlr"]), default="ce", show_default=True)
 @click.option("--restarts", type=int, default=1, show_default=True)
 @click.option("--eot-iter", type=int, default=None, help="gradient samples per step [20 on MI]")
