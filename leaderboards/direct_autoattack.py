@@ -3,7 +3,7 @@ ResNet-18 that ships with pyautoattack twice: through `mi-bench attack` (one rec
 store) and directly through pyautoattack, with the seed the harness hands pyautoattack, on the
 same first n test images. Writes both numbers and the per-example agreement as JSON.
 
-Usage: python leaderboards/direct_autoattack.py --data-dir ../shared/data --eps 2/255 --n 32 \
+Usage: python leaderboards/direct_autoattack.py --data-dir ../shared/data --eps 2/255 --n 20 \
            --store leaderboards/results/sweeps/store --out leaderboards/results/direct_autoattack.json
 """
 

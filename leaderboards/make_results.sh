@@ -37,12 +37,12 @@ pgd() {  # oblivious: PGD-10 on the base model, evaluated with and without MI
   done; done
 }
 
-transfer() {  # PGD-10 on a surrogate: another seed / method (sweep), the standard ResNet-18
+transfer() {  # PGD-10 on a surrogate: another seed of mixup (sweep), ERM (another method)
   for t in "${TARGETS[@]}"; do for d in none mi-ol; do
     atk --checkpoint "$t" --defense "$d" --suite transfer --surrogate mixup-s1 --eps "$SWEEP" \
       --n-examples 500 --seeds "$SEEDS"
-    atk --checkpoint "$t" --defense "$d" --suite transfer --surrogate autoattack-resnet18 \
-      --eps 8/255 --n-examples 500 --seeds "$SEEDS"
+    atk --checkpoint "$t" --defense "$d" --suite transfer --surrogate erm --eps 8/255 \
+      --n-examples 500 --seeds "$SEEDS"
   done; done
 }
 
@@ -54,6 +54,7 @@ eot() {  # adaptive EOT-PGD through MI with K partners; full strength K = N = 30
     atk --checkpoint "$t" --defense mi-ol "${EOT_PGD[@]}" --attack-mi-samples "$K" \
       --eps "$SWEEP" --n-examples 100 --seeds "$SEEDS"
   done
+  local OUT=$SWEEPS  # the cheap attack against full strength, on the same 20 images
   for k in "$K" 30; do
     atk --checkpoint iat --defense mi-ol "${EOT_PGD[@]}" --attack-mi-samples "$k" --eps 8/255 \
       --n-examples 20 --batch-size 20 --seeds "$SEEDS"
@@ -63,7 +64,7 @@ eot() {  # adaptive EOT-PGD through MI with K partners; full strength K = N = 30
 autoattack() {  # standard on the base models, rand (APGD-CE + APGD-DLR, EOT 20) through MI
   for t in "${TARGETS[@]}"; do for d in none mi-ol; do
     atk --checkpoint "$t" --defense "$d" --suite autoattack --attack-mi-samples "$K" \
-      --eps "${AA_EPS:-2/255,8/255}" --n-examples 100 --seeds "$SEEDS"
+      --eps "${AA_EPS:-8/255}" --n-examples "${AA_N:-50}" --seeds "$SEEDS"
   done; done
 }
 
@@ -76,7 +77,7 @@ misweep() {  # MI's own knobs under oblivious PGD-10 (the paper's protocol), mix
 }
 
 direct() {  # the harness's AutoAttack number equals pyautoattack's own (example ResNet-18)
-  python leaderboards/direct_autoattack.py "${DATA[@]}" --eps 2/255 --n 32 --store "$SWEEPS" \
+  python leaderboards/direct_autoattack.py "${DATA[@]}" --eps 2/255 --n 20 --store "$SWEEPS" \
     --out leaderboards/results/direct_autoattack.json
 }
 

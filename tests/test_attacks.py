@@ -90,6 +90,9 @@ def test_oblivious_transfer_and_cost_accounting(tmp_path, tiny_checkpoint):
              steps=5, defense="none").run_seed(0)
     assert tr["surrogate_sha256"] == tr["checkpoint_sha256"]
     assert tr["backwards"] == 5 * 8 and tr["robust_acc"] <= tr["clean_acc"]
+    checked = run(tmp_path, tiny_checkpoint, "checked", suite="transfer", sanity=True, steps=1,
+                  surrogate=str(tiny_checkpoint), defense="none").run_seed(0)
+    assert "skipped" in checked["flags"]["large_eps"]  # the target's gradients are never used
 
 
 def test_clean_draws_are_shared_across_eps_and_match_a_fresh_run(tmp_path, tiny_checkpoint):
