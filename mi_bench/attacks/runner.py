@@ -318,7 +318,7 @@ class AttackRun:
             for m in self.counters:  # live progress: every base-model image moves the bar
                 m.on_forward = bar.update
             try:
-                done[b] = self._batch(seed, b, lo, hi)
+                done[b] = self._batch(seed, b, lo, hi, ident)
             finally:
                 for m in self.counters:
                     m.on_forward = None
@@ -365,10 +365,9 @@ class AttackRun:
         """Forward and backward base-model passes so far, over the target and any surrogate."""
         return (sum(m.forwards for m in self.counters), sum(m.backwards for m in self.counters))
 
-    def _batch(self, seed: int, b: int, lo: int, hi: int) -> dict:
+    def _batch(self, seed: int, b: int, lo: int, hi: int, ident: dict) -> dict:
         c = self.cfg
         x, y = self.test.float_images(lo, hi), self.test.labels[lo:hi]
-        ident = self.identity(seed)
         atk_mi, atk, decide, ev_clean, ev_adv = batch_seeds(seed, b).values()
         f0, b0 = self.passes()
         t0 = time.time()
