@@ -32,7 +32,7 @@ from _timing import paired
 from mi_bench.attacks.pgd import attack_loss
 from mi_bench.attacks.suites import PassCounter
 from mi_bench.data import load_sample
-from mi_bench.defense import MIConfig, MixupInference
+from mi_bench.defenses.mi import MIConfig, MixupInference
 from mi_bench.models import create_model
 
 

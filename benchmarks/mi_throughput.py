@@ -21,7 +21,7 @@ import torch
 from _timing import paired
 
 from mi_bench.data import load_sample
-from mi_bench.defense import MIConfig, MixupInference, reference_mi_loop
+from mi_bench.defenses.mi import MIConfig, MixupInference, reference_mi_loop
 from mi_bench.models import create_model
 from mi_bench.models.zoo import load_classifier
 

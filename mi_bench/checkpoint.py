@@ -88,8 +88,10 @@ def load_checkpoint(path: str | Path, arch: str | None = None, num_classes: int 
         state = obj["state_dict"]
     elif isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values()):
         if arch is None:
-            raise UserError(f"{path}: a plain state dict without a model card; pass the "
-                            "architecture (e.g. --arch mi-resnet)")
+            from mi_bench.models import list_models
+
+            raise UserError(f"{path}: a plain state dict without a model card; pass its "
+                            f"architecture with --arch ({', '.join(list_models())})")
         spec = get_spec(arch)
         state = {k.removeprefix("module."): v for k, v in obj.items()}
         card = {"arch": arch, "arch_kwargs": arch_kwargs, "num_classes": num_classes or
@@ -97,6 +99,11 @@ def load_checkpoint(path: str | Path, arch: str | None = None, num_classes: int 
                 "method": "unknown (plain state dict)", "source": str(path)}
     else:
         raise UserError(f"{path}: neither a mi-bench checkpoint nor a plain state dict")
+    bad = [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point()
+           and not torch.isfinite(v).all()]
+    if bad:
+        raise UserError(f"{path}: {len(bad)} weight tensor(s) hold NaN or inf (first: {bad[0]}); "
+                        "a diverged or damaged checkpoint gives meaningless accuracies")
     model = create_model(card["arch"], card["num_classes"], mean=tuple(card["mean"]),
                          std=tuple(card["std"]), **card.get("arch_kwargs", {}))
     _load_state(model.net, state, path, card["arch"])

@@ -1,10 +1,12 @@
 """The ``mi-bench`` command line: train, eval, attack, leaderboard, report.
 
-Every user error becomes one ``error: ...`` line on stderr and exit status 2, never a traceback.
+Every user error (a bad option, file or setting) becomes one ``error: ...`` line on stderr and
+exit status 2, never a traceback; Ctrl-C and SIGTERM end with one line and status 130.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import click
@@ -27,23 +29,39 @@ cli.add_command(report_cmd.leaderboard)
 cli.add_command(report_cmd.report)
 
 
-def main() -> None:
-    """Console entry point: user errors print one line and exit 2."""
+INTERRUPTED = ("interrupted; finished work is saved (attack batches, training epochs): rerun the "
+               "same command to resume (train: with --resume)")
+
+
+def _terminate(signum, frame) -> None:
+    """SIGTERM (a scheduler's or torchrun's stop) ends like Ctrl-C: saved work, one line."""
+    raise KeyboardInterrupt
+
+
+def run(args: list[str] | None = None) -> int:
+    """Run the CLI and return its exit status; every user error is one ``error:`` line, 2."""
     try:
-        cli.main(standalone_mode=False)
+        cli.main(args=args, prog_name="mi-bench", standalone_mode=False)
     except UserError as exc:
         click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
+        return 2
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        click.echo(INTERRUPTED, err=True)
+        return 130
+    except click.exceptions.UsageError as exc:
+        hint = f" (see: {exc.ctx.command_path} --help)" if exc.ctx else ""
+        click.echo(f"error: {exc.format_message()}{hint}".replace("\n", " "), err=True)
+        return 2
     except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("interrupted; finished batches are saved, rerun the same command to resume",
-                   err=True)
-        sys.exit(130)
+        click.echo(f"error: {exc.format_message()}".replace("\n", " "), err=True)
+        return exc.exit_code
+    return 0
+
+
+def main() -> None:
+    """Console entry point."""
+    signal.signal(signal.SIGTERM, _terminate)
+    sys.exit(run())
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ SPLITS = ("train", "test")
 SAMPLE_FILE = "cifar10_sample.npz"
 TORCHVISION_DIRS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 _warned_sample = False
+DOWNLOAD_TIMEOUT_S = 60  # seconds without an answer before a download gives up
 
 
 @dataclass
@@ -56,6 +58,8 @@ class Split:
 
     def head(self, n: int) -> Split:
         """The first n examples (RobustBench evaluates the first n test images)."""
+        if n < 1:
+            raise UserError(f"asked for {n} examples; the number of examples must be at least 1")
         if n > len(self):
             raise UserError(f"asked for {n} examples but {self.source} has only {len(self)}")
         return Split(self.images[:n], self.labels[:n], self.class_names, self.dataset,
@@ -71,6 +75,8 @@ class Split:
 
 def _check_arrays(images: np.ndarray, labels: np.ndarray, num_classes: int, where: str) -> None:
     expected = f"uint8 images (N, 32, 32, 3) and N integer labels in [0, {num_classes})"
+    if images.ndim >= 1 and images.shape[0] == 0:
+        raise UserError(f"{where}: holds no images; expected {expected} with N >= 1")
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (32, 32, 3):
         raise UserError(f"{where}: images are {images.dtype} {images.shape}; expected {expected}")
     if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
@@ -127,13 +133,24 @@ def _torchvision_class(dataset: str):
 
 def _load_torchvision(root: Path, dataset: str, split: str, download: bool) -> Split:
     cls = _torchvision_class(dataset)
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # a server that never answers must not hang us
     try:
         ds = cls(str(root), train=(split == "train"), download=download)
     except UserError:
         raise
+    except (TimeoutError, OSError) as exc:
+        if not download:
+            raise UserError(f"{root / TORCHVISION_DIRS[dataset]}: cannot read the official "
+                            f"{dataset} layout ({exc.__class__.__name__}: {exc})") from None
+        raise UserError(f"downloading {dataset} into {root} failed ({exc.__class__.__name__}: "
+                        f"{str(exc)[:120]}; no answer within {DOWNLOAD_TIMEOUT_S} s per read); "
+                        "check the network or put the data in --data-dir") from None
     except Exception as exc:  # noqa: BLE001 - torchvision raises many kinds
         raise UserError(f"{root / TORCHVISION_DIRS[dataset]}: cannot read the official "
                         f"{dataset} layout ({exc.__class__.__name__}: {exc})") from None
+    finally:
+        socket.setdefaulttimeout(previous)
     return _to_split(np.asarray(ds.data), np.asarray(ds.targets), ds.classes, dataset, split,
                      str(root / TORCHVISION_DIRS[dataset]))
 

@@ -6,55 +6,16 @@ draws, and the worst case counts a point only if it is right in every draw.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from mi_bench.data import Split, load_split
-from mi_bench.defense import MIConfig, MixupInference, PartnerPool
-from mi_bench.errors import UserError
-
-DEFENSES = ("none", "mi-pl", "mi-ol", "mi-combined")
-
-
-def mi_config_for(defense: str, card: dict, **overrides) -> MIConfig | None:
-    """MIConfig for ``defense``; lambda defaults to 0.6 on IAT models, as the official code."""
-    if defense not in DEFENSES:
-        raise UserError(f"unknown defense {defense!r}; expected one of {DEFENSES}")
-    if defense == "none":
-        return None
-    given = {k: v for k, v in overrides.items() if v is not None}
-    if defense == "mi-combined" and ({"n_samples", "lam"} & set(given)):
-        raise UserError("mi-combined uses its own partners (5 PL at 0.5, 15 OL at 0.4); "
-                        "--mi-n and --mi-lambda apply to mi-pl and mi-ol")
-    cfg = MIConfig(mode=defense.removeprefix("mi-"))
-    if "lam" not in given and card.get("method") == "iat" and defense != "mi-combined":
-        given["lam"] = 0.6
-    cfg = replace(cfg, **given)
-    cfg.validate()
-    return cfg
-
-
-def build_defense(model: nn.Module, card: dict, mi: MIConfig | None, seed: int,
-                  data_dir=None, pool: PartnerPool | None = None,
-                  max_batch: int = 64) -> nn.Module:
-    """The model as attacked and evaluated: itself, or MI around it with its own generator."""
-    if mi is None:
-        return model
-    if pool is None:
-        split = load_split(card.get("dataset", "cifar10"), mi.pool_split, data_dir)
-        pool = PartnerPool(split)
-    if pool.num_classes != card.get("num_classes", pool.num_classes):
-        raise UserError(f"partner pool has {pool.num_classes} classes, model has "
-                        f"{card['num_classes']}")
-    gen = torch.Generator().manual_seed(seed)
-    return MixupInference(model, pool, mi, generator=gen, max_batch=max_batch, output="log")
+from mi_bench.data import Split
 
 
 def is_stochastic(model: nn.Module) -> bool:
-    return isinstance(model, MixupInference)
+    """Randomized defenses (MI, the baselines) mark themselves; anything else is deterministic."""
+    return bool(getattr(model, "randomized", False))
 
 
 @torch.no_grad()

@@ -34,10 +34,10 @@ MIN_Y_SPAN = 10.0  # percentage points: the narrowest accuracy axis a sweep plot
 SWEEPS = (
     ("convergence_eot", "attack.eot_iter", "EOT iterations per step",
      "Adaptive-attack convergence against EOT iterations", False),
-    ("convergence_k", "attack_mi_samples", "MI partners K inside the attack",
+    ("convergence_k", "attack_draws", "defense draws K inside the attack",
      "Adaptive-attack convergence against attack partners K", False),
-    ("mi_n", "mi.n_samples", "MI partners N per prediction", "Accuracy against MI's N", True),
-    ("mi_lambda", "mi.lam", "MI mixing ratio λ", "Accuracy against MI's λ", True),
+    ("mi_n", "defense_settings.n_samples", "MI partners N per prediction", "Accuracy against MI's N", True),
+    ("mi_lambda", "defense_settings.lam", "MI mixing ratio λ", "Accuracy against MI's λ", True),
 )
 
 
@@ -133,8 +133,8 @@ def sweep_series(records: list[dict], key: str) -> dict[str, dict[float, list[di
             continue
         ident = {k: v for k, v in flat_identity(rec, IDENTITY_FIELDS).items()
                  if k not in (key, "seed")}
-        if key == "mi.n_samples" and rec.get("attack_mi_samples") == x:
-            ident["attack_mi_samples"] = '"N"'  # the attack's K followed N: same series
+        if key == "defense_settings.n_samples" and rec.get("attack_draws") == x:
+            ident["attack_draws"] = '"N"'  # the attack's K followed N: same series
         skey = json.dumps(ident, sort_keys=True)
         s = series.setdefault(skey, {"ident": ident, "rec": rec, "x": {}})
         s["x"].setdefault(float(x), []).append(rec)

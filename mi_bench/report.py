@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +32,7 @@ import pandas as pd
 
 from mi_bench.errors import UserError
 from mi_bench.leaderboard import DEFAULT_ROOT, SNAPSHOT_FILE, load_leaderboard, rank_of
-from mi_bench.results import ResultStore, atomic_write_text
+from mi_bench.results import PROTOCOL, ResultStore, atomic_write_text
 
 MISSING = "—"
 SUITES = ("pgd", "autoattack", "eot-pgd", "transfer")
@@ -43,13 +44,13 @@ HEADLINE_EPS = {"Linf": 8 / 255, "L2": 0.5}
 EPS_TOL = 1e-6
 FORMATS = ("md", "csv")
 # What makes a row, what makes an attack setting within a row's suite, and the seed on top.
-ROW_FIELDS = ("checkpoint", "checkpoint_sha256", "defense", "mi", "norm", "eps")
-VARIANT_FIELDS = ("attack", "attack_mi_samples", "n", "eval_repeats", "data", "surrogate",
+ROW_FIELDS = ("checkpoint", "checkpoint_sha256", "defense", "defense_settings", "norm", "eps")
+VARIANT_FIELDS = ("attack", "attack_draws", "n", "eval_repeats", "data", "surrogate",
                   "surrogate_sha256")
 IDENTITY_FIELDS = (*ROW_FIELDS, "suite", *VARIANT_FIELDS, "seed")
 REQUIRED = ("key", "checkpoint", "defense", "suite", "norm", "eps", "seed", "n", "clean_acc",
             "robust_acc")
-SHORT = {"attack.eot_iter": "EOT", "attack_mi_samples": "K", "attack.steps": "steps",
+SHORT = {"attack.eot_iter": "EOT", "attack_draws": "K", "attack.steps": "steps",
          "attack.restarts": "restarts", "attack.step_size": "step", "attack.loss": "loss",
          "attack.version": "AutoAttack", "attack.attacks": "attacks", "attack.variant": "variant",
          "attack.targeted": "targeted", "eval_repeats": "draws", "surrogate_sha256": "surrogate sha256",
@@ -94,7 +95,7 @@ def read_records(results: str | Path) -> tuple[ResultStore, list[dict]]:
     """All finished records, each checked for the fields a report needs (errors name the file)."""
     store = ResultStore(results)
     folder = store.root / "records"
-    records = []
+    records, stale = [], []
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         try:
             rec = json.loads(path.read_text())
@@ -102,10 +103,17 @@ def read_records(results: str | Path) -> tuple[ResultStore, list[dict]]:
             raise UserError(f"{path}: unreadable record: {exc}") from None
         if not isinstance(rec, dict):
             raise UserError(f"{path}: a record should be a JSON object")
+        if rec.get("protocol") != PROTOCOL:
+            stale.append(path)  # made by an older protocol: regenerate it, never mix it in
+            continue
         absent = [k for k in REQUIRED if k not in rec]
         if absent:
             raise UserError(f"{path}: record lacks {absent}")
         records.append(rec)
+    if stale:
+        print(f"note: {len(stale)} record(s) in {folder} were made under an older protocol than "
+              f"{PROTOCOL} and are left out; rerun their commands to regenerate them",
+              file=sys.stderr)
     return store, records
 
 
@@ -220,13 +228,14 @@ def _make_cell(store: ResultStore, suite: str, variants: list[Variant]) -> Cell:
 
 @dataclass
 class Row:
-    """One evaluated (checkpoint, defense with its MI settings, norm, eps)."""
+    """One evaluated (checkpoint, defense with its settings, norm, eps)."""
 
     model: str
     checkpoint: str
     sha256: str | None
     defense: str
-    mi: dict | None
+    settings: dict
+    defense_text: str
     norm: str
     eps: float
     eps_label: str
@@ -238,18 +247,16 @@ class Row:
 
     @property
     def defense_label(self) -> str:
-        """The defense with the MI settings that are not a column of their own (N is)."""
-        if self.mi is None:
-            return self.defense
-        m = self.mi
-        if m.get("mode") == "combined":
-            parts = [f"λ_PL={m.get('lam_pl')}", f"λ_OL={m.get('lam_ol')}",
-                     f"t={m.get('threshold')}"]
-        else:
-            parts = [f"λ={m.get('lam')}"]
-        if m.get("pool_split", "train") != "train":
-            parts.append(f"pool {m.get('pool_split')}")
-        return f"{self.defense} ({', '.join(parts)})"
+        """The defense with the settings that are not a column of their own (N is)."""
+        return self.defense_text
+
+    @property
+    def is_mi(self) -> bool:
+        return self.defense.startswith("mi-")
+
+    @property
+    def randomized(self) -> bool:
+        return self.forwards > 1 or self.defense != "none"
 
     @property
     def label(self) -> str:
@@ -309,14 +316,7 @@ def _row_flags(records: list[dict]) -> list[str]:
 
 
 def _forwards(rec: dict) -> int:
-    if rec.get("forwards_per_prediction"):
-        return int(rec["forwards_per_prediction"])
-    mi = rec.get("mi")
-    if not mi:
-        return 1
-    if mi.get("mode") == "combined":
-        return 1 + int(mi.get("n_pl", 0)) + int(mi.get("n_ol", 0))
-    return 1 + int(mi.get("n_samples", 0))
+    return int(rec.get("forwards_per_prediction") or 1)
 
 
 def collect_rows(store: ResultStore, records: list[dict]) -> list[Row]:
@@ -337,7 +337,8 @@ def collect_rows(store: ResultStore, records: list[dict]) -> list[Row]:
             model = f"{model}@{(sha or 'unknown')[:8]}"
         card = first.get("model_card") or {}
         row = Row(model=model, checkpoint=str(first["checkpoint"]), sha256=sha,
-                  defense=first["defense"], mi=first.get("mi"), norm=first["norm"],
+                  defense=first["defense"], settings=first.get("defense_settings") or {},
+                  defense_text=first.get("defense_label") or first["defense"], norm=first["norm"],
                   eps=float(first["eps"]), eps_label=str(first.get("eps_label") or
                                                          f"{first['eps']:.4g}"),
                   dataset=card.get("dataset") or "cifar10", forwards=_forwards(first), card=card)
@@ -725,8 +726,8 @@ def _attack_text(rec: dict) -> str:
         text = (f"{'targeted ' if a.get('targeted') else ''}{name}-{a.get('loss', 'ce').upper()}"
                 f" {a.get('steps')} steps" + (f", step {_step(step, rec['norm'])}" if step else "") +
                 f", EOT {a.get('eot_iter')}, restarts {a.get('restarts')}")
-    if rec.get("attack_mi_samples"):
-        text += f", K={rec['attack_mi_samples']} MI partners inside the attack"
+    if rec.get("attack_draws"):
+        text += f", K={rec['attack_draws']} defense draws inside each attack forward"
     if rec["suite"] == "transfer":
         text += f", transferred from {rec.get('surrogate')}"
     return text
@@ -740,14 +741,15 @@ def model_info_entry(row: Row) -> dict | None:
     cell = row.cells[suite]
     rec = cell.records[0]
     method = row.card.get("method") or "unknown"
-    paper = MI_PAPER if row.mi else METHOD_PAPERS.get(method, {
+    paper = MI_PAPER if row.is_mi else METHOD_PAPERS.get(method, {
         "link": "", "name": f"{method} training, no inference-time defense", "authors": "",
         "venue": "mi-bench"})
     arch = row.card.get("arch") or "unknown"
     foot = [f"mi-bench evaluation of checkpoint {row.checkpoint} ({method} training, {arch}, "
             f"{row.card.get('epochs')} epochs, sha256 {(row.sha256 or 'unknown')[:12]})"
-            + (f" with Mixup Inference {row.defense_label}, N={row.forwards - 1} partners"
-               if row.mi else " without an inference-time defense") + "."]
+            + (f" with the inference-time defense {row.defense_label}, {row.forwards} "
+               "forward passes per prediction" if row.defense != "none"
+               else " without an inference-time defense") + "."]
     foot.append(f"Accuracies are means over {len(cell.seeds)} seed(s) ({_seeds(cell.seeds)}) on "
                 f"the first {cell.n} test images with {rec.get('eval_repeats')} evaluation "
                 f"draw(s) each; per-example worst case over seeds and draws "
@@ -757,11 +759,11 @@ def model_info_entry(row: Row) -> dict | None:
     foot.append(f"Attack: {_attack_text(rec)}.")
     if suite == "eot-pgd":
         foot.append("No AutoAttack record: autoattack_acc holds the EOT-PGD accuracy.")
-    if row.mi:
-        foot.append(f"MI is randomized (fresh clean partners for every prediction), so the "
+    if row.randomized:
+        foot.append(f"The defense is randomized (fresh draws for every prediction), so the "
                     f"model costs {row.forwards} forward passes per prediction and accuracies "
                     "vary between draws.")
-        if row.mi.get("pool_split") == "test":
+        if row.settings.get("pool_split") == "test":
             foot.append("MI partners are drawn from the test split.")
     if row.problems:
         foot.append("Warnings: " + "; ".join(row.problems) + ".")
@@ -769,8 +771,7 @@ def model_info_entry(row: Row) -> dict | None:
         "link": paper["link"], "name": paper["name"], "authors": paper["authors"],
         "additional_data": False, "number_forward_passes": row.forwards,
         "dataset": row.dataset, "venue": paper["venue"],
-        "architecture": f"{arch}" + (f" + MI-{row.mi.get('mode', '').upper()}" if row.mi
-                                     else ""),
+        "architecture": f"{arch}" + (f" + {row.defense}" if row.defense != "none" else ""),
         "eps": row.eps_label, "clean_acc": f"{100 * cell.clean_mean:.2f}",
         "reported": f"{100 * cell.mean:.2f}", "autoattack_acc": f"{100 * cell.mean:.2f}",
         "footnote": " ".join(foot), "unreliable": False,
@@ -781,9 +782,9 @@ def model_info_name(row: Row, rows: list[Row]) -> str:
     """``mibench_<model>_<defense>``, plus N and lambda when one checkpoint has several MIs."""
     same = [r for r in rows if (r.model, r.defense, r.norm) == (row.model, row.defense, row.norm)]
     name = f"mibench_{row.model}_{row.defense}"
-    if len(same) > 1 and row.mi:
-        lam = row.mi.get("lam", row.mi.get("lam_ol"))
-        name += f"_N{row.forwards - 1}_lam{lam}"
+    if len(same) > 1 and row.settings:
+        name += "_" + "_".join(f"{k}{v}" for k, v in sorted(row.settings.items())
+                               if k not in ("pool", "mode") and not isinstance(v, dict))
     return _slug(name)
 
 

@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
 from importlib import metadata
 from pathlib import Path
 
@@ -27,6 +28,13 @@ import numpy as np
 import pandas as pd
 
 from mi_bench.errors import UserError
+
+# Part of every record's identity. Bump it whenever an attack's or the evaluation's behaviour, or
+# the identity itself, changes, so that older records are recomputed instead of reused.
+#   1: the first committed results (no protocol field)
+#   2: defenses by registry (name + settings, MI's partner pool by content hash); a cached clean
+#      evaluation carries its cost; attack_draws replaces attack_mi_samples
+PROTOCOL = 2
 
 
 def dotted_get(d: dict, dotted: str):
@@ -67,6 +75,41 @@ def _npz_bytes(arrays: dict) -> bytes:
     return buf.getvalue()
 
 
+def check_output_dir(path: str | Path, what: str = "--out") -> Path:
+    """The one place that checks an output folder: it exists (or is made) and takes a file.
+
+    Called after every option was validated and before any work, so an unwritable ``--out``
+    fails at once instead of after an hour of attacks.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{what} {path} is a file, expected a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".write-check-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UserError(f"{what} {path} is not writable ({exc.strerror or exc}); choose another "
+                        "folder") from None
+    return path
+
+
+def _damaged(path: Path, exc: Exception) -> UserError:
+    return UserError(f"{path}: damaged result file ({exc.__class__.__name__}); delete "
+                     f"{path.with_suffix('.*')} and rerun the command that made it")
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise _damaged(path, exc) from None
+    if not isinstance(rec, dict) or "key" not in rec:
+        raise _damaged(path, ValueError("not a record"))
+    return rec
+
+
 def package_versions() -> dict:
     out = {}
     for name in ("mi-bench", "torch", "torchvision", "pyautoattack", "robustbench", "numpy"):
@@ -92,11 +135,26 @@ class ResultStore:
         return self.record_path(key).is_file()
 
     def load(self, key: str) -> dict:
-        return json.loads(self.record_path(key).read_text())
+        rec = _read_json(self.record_path(key))
+        self.load_examples(key)  # a record is whole only with its per-example arrays
+        return rec
 
     def load_examples(self, key: str) -> dict[str, np.ndarray]:
-        with np.load(self.root / "records" / f"{key}.npz") as z:
-            return {k: z[k] for k in z.files}
+        path = self.root / "records" / f"{key}.npz"
+        try:
+            with np.load(path) as z:
+                return {k: z[k] for k in z.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise _damaged(path, exc) from None
+
+    def check(self) -> None:
+        """Every record readable and with its arrays; run before work, so damage (a truncated
+        file, a lost .npz) is reported at once, naming the file."""
+        folder = self.root / "records"
+        for p in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            _read_json(p)
+            if not p.with_suffix(".npz").is_file():
+                raise _damaged(p.with_suffix(".npz"), FileNotFoundError("missing"))
 
     # -- batches of a run in progress -------------------------------------------------------
     def _partial(self, key: str) -> Path:
@@ -109,20 +167,28 @@ class ResultStore:
         out = {}
         folder = self._partial(key)
         for p in sorted(folder.glob("[0-9]*.npz")) if folder.is_dir() else []:
-            with np.load(p) as z:
-                out[int(p.stem)] = {k: z[k] for k in z.files}
+            try:
+                with np.load(p) as z:
+                    out[int(p.stem)] = {k: z[k] for k in z.files}
+            except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+                p.unlink(missing_ok=True)  # a damaged unfinished batch is simply redone
         return out
 
     # -- clean evaluations shared between records -------------------------------------------
-    def load_clean(self, key: str) -> np.ndarray | None:
+    def load_clean(self, key: str) -> tuple[np.ndarray, int] | None:
+        """(clean correctness, forwards it cost), or None if absent (or unreadable: recompute)."""
         path = self.root / "clean" / f"{key}.npz"
         if not path.is_file():
             return None
-        with np.load(path) as z:
-            return z["clean"]
+        try:
+            with np.load(path) as z:
+                return z["clean"], int(z["forwards"])
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            return None  # a cache entry is only a shortcut: a damaged one is recomputed
 
-    def save_clean(self, key: str, clean: np.ndarray) -> None:
-        atomic_write_bytes(self.root / "clean" / f"{key}.npz", _npz_bytes({"clean": clean}))
+    def save_clean(self, key: str, clean: np.ndarray, forwards: int) -> None:
+        atomic_write_bytes(self.root / "clean" / f"{key}.npz",
+                           _npz_bytes({"clean": clean, "forwards": np.int64(forwards)}))
 
     # -- finished records --------------------------------------------------------------------
     def write(self, key: str, record: dict, examples: dict[str, np.ndarray]) -> Path:
@@ -134,8 +200,7 @@ class ResultStore:
 
     def records(self) -> list[dict]:
         folder = self.root / "records"
-        return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] \
-            if folder.is_dir() else []
+        return [_read_json(p) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
 
     def frame(self) -> pd.DataFrame:
         """All records flattened to one row each (nested settings as dotted columns)."""

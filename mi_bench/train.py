@@ -9,10 +9,13 @@ uninterrupted run does (tests check that the weights are bit-identical).
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
 import math
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +29,7 @@ from mi_bench.checkpoint import atomic_torch_save, safe_torch_load, save_checkpo
 from mi_bench.data import Split
 from mi_bench.errors import UserError
 from mi_bench.evaluate import correct_matrix
-from mi_bench.models import Normalized, create_model
+from mi_bench.models import Normalized, create_model, get_spec
 
 METHODS = ("erm", "mixup", "iat")
 SCHEDULES = ("onecycle", "step", "cosine")
@@ -62,8 +65,16 @@ class TrainConfig:
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1")
-        if self.lr <= 0 or self.alpha <= 0:
-            raise UserError("--lr and --alpha must be positive")
+        for name in ("lr", "alpha"):
+            if not math.isfinite(getattr(self, name)) or getattr(self, name) <= 0:
+                raise UserError(f"--{name} must be a positive number, got {getattr(self, name)}")
+        if not math.isfinite(self.weight_decay) or self.weight_decay < 0:
+            raise UserError(f"--weight-decay must be >= 0, got {self.weight_decay}")
+        if not 0 < self.eps <= 1:
+            raise UserError(f"--eps must lie in (0, 1] (images live in [0, 1]), got {self.eps}")
+        if self.seed < 0:
+            raise UserError(f"--seed must be >= 0, got {self.seed}")
+        get_spec(self.arch)  # an unknown architecture fails before any data is read
         if self.method == "iat" and self.pgd_steps < 1:
             raise UserError("--pgd-steps must be at least 1 for IAT")
 
@@ -177,14 +188,72 @@ def _jsonable(d: dict) -> dict:
     return json.loads(json.dumps(d, default=list))
 
 
+RESUME_KEYS = {"model", "optimizer", "epoch", "history", "settings", "data_sha256"}
+
+
+def _settings_diff(old: dict, new: dict) -> str:
+    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    return "; ".join(f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in keys[:4])
+
+
+def _start_state(out: Path, resume_path: Path, card: dict, resume: bool,
+                 overwrite: bool) -> dict | None:
+    """The resume state to continue from, or None to start fresh; refuses to clobber a run."""
+    if resume and resume_path.is_file():
+        state = safe_torch_load(resume_path)
+        if not isinstance(state, dict) or not RESUME_KEYS <= set(state):
+            raise UserError(f"{resume_path}: not a mi-bench resume file (a checkpoint?); resume "
+                            "state is written beside OUT as OUT.resume.pt")
+        if state["settings"] != card["settings"]:
+            raise UserError(f"{resume_path}: made with other settings ("
+                            f"{_settings_diff(state['settings'], card['settings'])}); rerun with "
+                            "the same options, or --overwrite to start over")
+        if state["data_sha256"] != card["data_sha256"]:
+            raise UserError(f"{resume_path}: made on other training data (sha256 "
+                            f"{state['data_sha256'][:12]} there, {card['data_sha256'][:12]} now)")
+        return state
+    if out.exists() and not overwrite:
+        if resume:
+            raise UserError(f"{out} exists with no resume state ({resume_path.name}) beside it, "
+                            "so it is not an interrupted run; pass --overwrite to replace it or "
+                            "choose another --out")
+        raise UserError(f"{out} exists; pass --resume to continue it, --overwrite to replace it, "
+                        "or choose another --out")
+    return None
+
+
+@contextmanager
+def _exclusive(out: Path) -> Iterator[None]:
+    """One writer per checkpoint: a second ``train`` to the same OUT fails instead of racing."""
+    lock = out.with_name(out.name + ".lock")
+    with open(lock, "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise UserError(f"another mi-bench train is writing {out} (lock {lock})") from None
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
+
+
 def train(cfg: TrainConfig, train_split: Split, heldout: Split | None, out: str | Path,
           resume: bool = False, command: str | None = None, progress: bool = True,
-          final_eval: Split | None = None,
+          final_eval: Split | None = None, overwrite: bool = False,
           _stop_after: int | None = None) -> tuple[Normalized, dict]:
     """Train to ``out`` (a checkpoint written every epoch, resume state beside it).
 
-    ``_stop_after`` simulates an interruption after that many epochs (for the resume test).
+    A finished checkpoint is never replaced unless ``overwrite``; ``_stop_after`` simulates an
+    interruption after that many epochs (for the resume test).
     """
+    with _exclusive(Path(out)):
+        return _train(cfg, train_split, heldout, Path(out), resume, command, progress,
+                      final_eval, overwrite, _stop_after)
+
+
+def _train(cfg: TrainConfig, train_split: Split, heldout: Split | None, out: Path,
+           resume: bool, command: str | None, progress: bool, final_eval: Split | None,
+           overwrite: bool, _stop_after: int | None) -> tuple[Normalized, dict]:
     cfg.validate()
     if cfg.method == "iat" and cfg.pgd_step_size is None:  # the card records the step used
         cfg = dataclasses.replace(cfg, pgd_step_size=iat_step_size(cfg))
@@ -197,18 +266,13 @@ def train(cfg: TrainConfig, train_split: Split, heldout: Split | None, out: str 
                           weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
     card = _card(cfg, model, train_split, command)
     start_epoch = 0
-    if resume and resume_path.is_file():
-        state = safe_torch_load(resume_path)
-        if state["settings"] != card["settings"] or state["data_sha256"] != card["data_sha256"]:
-            raise UserError(f"{resume_path}: made with other settings or data; remove it or "
-                            "rerun with the same options")
+    state = _start_state(out, resume_path, card, resume, overwrite)
+    if state is not None:
         model.net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         start_epoch, card["history"] = state["epoch"], state["history"]
         card["epochs"] = start_epoch
         print(f"resuming {out} after epoch {start_epoch}", file=sys.stderr)
-    elif out.exists() and not resume:
-        raise UserError(f"{out} exists; pass --resume to continue it or choose another --out")
 
     steps = len(train_split) // cfg.batch_size
     if steps == 0:

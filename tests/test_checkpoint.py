@@ -36,7 +36,7 @@ def test_wrong_architecture_or_classes(tmp_path, tiny_model):
         load_checkpoint(plain, arch="small-cnn", num_classes=100, width=8)
     with pytest.raises(UserError, match="do not fit architecture 'preact-resnet18'"):
         load_checkpoint(plain, arch="preact-resnet18")
-    with pytest.raises(UserError, match="pass the architecture"):
+    with pytest.raises(UserError, match="pass its architecture with --arch"):
         load_checkpoint(plain)
 
 

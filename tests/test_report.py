@@ -27,7 +27,7 @@ from mi_bench.report import (
     parse_formats,
     write_report,
 )
-from mi_bench.results import ResultStore, record_key
+from mi_bench.results import PROTOCOL, ResultStore, record_key
 
 EPS8 = 8 / 255
 MI = {"mode": "ol", "n_samples": 30, "lam": 0.5, "pool_split": "train"}
@@ -54,16 +54,20 @@ def put(store: ResultStore, *, adv, clean=None, checkpoint="prn-mixup", defense=
     else:
         attack = {"steps": 10, "step_size": 2 / 255, "loss": "ce", "restarts": 1,
                   "eot_iter": eot, "targeted": False, "variant": "pgd"}
-    ident = {"checkpoint": checkpoint, "checkpoint_sha256": f"sha-{checkpoint}",
-             "defense": defense, "mi": mi, "suite": suite, "attack": attack,
-             "attack_mi_samples": k if mi and suite in ("autoattack", "eot-pgd") else None,
+    ident = {"protocol": PROTOCOL, "checkpoint": checkpoint,
+             "checkpoint_sha256": f"sha-{checkpoint}", "defense": defense,
+             "defense_settings": mi or {}, "suite": suite, "attack": attack,
+             "attack_draws": k if mi and suite in ("autoattack", "eot-pgd") else None,
              "norm": "Linf", "eps": round(eps, 10), "seed": seed, "n": adv.shape[1],
              "eval_repeats": adv.shape[0], "data": "cifar10/test"}
     if surrogate:
         ident["surrogate"] = surrogate
     key = record_key(ident)
     robust = adv & clean
-    record = {"key": key, **ident, "eps_label": eps_label, "clean_acc": float(clean.mean()),
+    label = defense if not mi else f"{defense} (λ={mi.get('lam')})"
+    if mi and mi.get("pool_split", "train") != "train":
+        label = f"{defense} (λ={mi.get('lam')}, pool {mi['pool_split']})"
+    record = {"key": key, **ident, "eps_label": eps_label, "defense_label": label, "clean_acc": float(clean.mean()),
               "clean_worst_acc": float(clean.all(0).mean()), "robust_acc": float(robust.mean()),
               "robust_worst_acc": float(robust.all(0).mean()), "forwards": 10, "backwards": 5,
               "seconds": 1.0, "flags": {"weaker_attack_stronger": []}, "warnings": [],

@@ -93,7 +93,7 @@ def test_resume_with_other_settings_is_refused(tmp_path, sample_train):
     ({"method": "cutmix"}, "unknown method"),
     ({"epochs": 0}, "--epochs must be at least 1"),
     ({"schedule": "linear"}, "unknown schedule"),
-    ({"lr": -1.0}, "must be positive"),
+    ({"lr": -1.0}, "must be a positive number"),
 ])
 def test_bad_options(kw, match):
     with pytest.raises(UserError, match=match):

@@ -32,16 +32,19 @@ from mi_bench.attacks.suites import (
     aa_warnings,
 )
 from mi_bench.data import load_split
-from mi_bench.defense import MixupInference, PartnerPool
+from mi_bench.defenses import get_defense
 from mi_bench.errors import UserError
-from mi_bench.evaluate import correct_matrix, mi_config_for
+from mi_bench.evaluate import correct_matrix
 from mi_bench.models.zoo import load_classifier
-from mi_bench.results import ResultStore, dotted_get, package_versions, record_key
+from mi_bench.results import PROTOCOL, ResultStore, dotted_get, package_versions, record_key
 
 SUITES = ("autoattack", "eot-pgd", "pgd", "transfer")
-SANITY_EPS = {"Linf": 0.5, "L2": 20.0}  # far beyond any perturbation a classifier survives
+SANITY_EPS = {"Linf": 0.5, "L2": 20.0}
+# the largest meaningful radius: the diameter of [0, 1]^(3x32x32) in each norm
+MAX_EPS = {"Linf": 1.0, "L2": math.sqrt(3 * 32 * 32)}  # far beyond any perturbation a classifier survives
 # what fixes a batch's clean evaluation draws (with the batch bounds)
-CLEAN_IDENTITY = ("checkpoint_sha256", "defense", "mi", "seed", "eval_repeats", "batch_size")
+CLEAN_IDENTITY = ("protocol", "checkpoint_sha256", "defense", "defense_settings", "seed",
+                  "eval_repeats", "batch_size")
 
 
 class InvalidAdversarial(UserError):
@@ -51,6 +54,8 @@ class InvalidAdversarial(UserError):
 @dataclass
 class AttackConfig:
     checkpoint: str | None = None
+    arch: str | None = None  # a plain state dict's architecture
+    arch_kwargs: dict = field(default_factory=dict)
     defense: str = "mi-ol"
     suite: str = "autoattack"
     eps: float = 8 / 255
@@ -61,8 +66,8 @@ class AttackConfig:
     eval_repeats: int = 5
     batch_size: int = 50
     data_dir: str | None = None
-    mi: dict = field(default_factory=dict)  # overrides: n_samples, lam, pool_split, threshold
-    attack_mi_samples: int | None = None  # K partners inside the attack (default N)
+    defense_opts: dict = field(default_factory=dict)  # e.g. MI's n_samples, lam, pool_split
+    attack_draws: int | None = None  # K draws (MI partners) per attack forward (default: eval's)
     max_batch: int = 64
     # autoattack
     aa_version: str | None = None  # default: standard on deterministic models, rand on MI
@@ -84,12 +89,18 @@ class AttackConfig:
             raise UserError(f"unknown suite {self.suite!r}; expected one of {SUITES}")
         if self.norm not in NORMS:
             raise UserError(f"unknown norm {self.norm!r}; expected one of {NORMS}")
-        if self.eps <= 0:
-            raise UserError("eps must be positive")
-        if self.n_examples < 1 or self.batch_size < 1 or self.eval_repeats < 1:
-            raise UserError("--n-examples, --batch-size and --eval-repeats must be at least 1")
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise UserError(f"--seeds must be distinct integers, got {self.seeds}")
+        if not 0 < self.eps <= MAX_EPS[self.norm]:
+            raise UserError(f"eps {self.eps_label} ({self.eps:.6g}) is outside (0, "
+                            f"{MAX_EPS[self.norm]:.4g}] for {self.norm}: images live in [0, 1]")
+        for name in ("n_examples", "batch_size", "eval_repeats", "max_batch", "restarts",
+                     "sanity_n"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be at least 1, got "
+                                f"{getattr(self, name)}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
+            raise UserError(f"--seeds must be distinct integers >= 0, got {self.seeds}")
+        if self.step_size is not None and self.step_size <= 0:
+            raise UserError(f"--step-size must be positive, got {self.step_size}")
         if self.aa_version is not None and self.aa_version not in AA_VERSIONS:
             raise UserError(f"unknown --aa-version {self.aa_version!r}; expected {AA_VERSIONS}")
         if self.aa_version == "custom" and not self.aa_attacks:
@@ -106,7 +117,7 @@ class AttackConfig:
             raise UserError("--variant apgd is untargeted; use --variant pgd with --targeted")
         if self.suite == "transfer" and not self.surrogate:
             raise UserError("--suite transfer needs --surrogate (a checkpoint to attack)")
-        for name in ("steps", "eot_iter", "attack_mi_samples"):
+        for name in ("steps", "eot_iter", "attack_draws"):
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1")
@@ -150,21 +161,18 @@ class AttackRun:
                  log=print):
         cfg.validate()
         self.cfg, self.store, self.progress, self.log = cfg, store, progress, log
-        model, self.card = load_classifier(cfg.checkpoint)
+        model, self.card = load_classifier(cfg.checkpoint, cfg.arch, cfg.arch_kwargs)
         for p in model.parameters():
             p.requires_grad_(False)  # attacks need input gradients only
         self.base = PassCounter(model)
-        self.mi_cfg = mi_config_for(cfg.defense, self.card, **cfg.mi)
+        self.defense = get_defense(cfg.defense, self.card, cfg.defense_opts, cfg.data_dir)
         self.test = load_split(self.card.get("dataset", "cifar10"), "test", cfg.data_dir
                                ).head(cfg.n_examples)
         # the images' content, not their path, identifies a result: a rerun elsewhere finds it
         self.data_id = f"{self.test.dataset}/{self.test.split}:{self.test.sha256()[:16]}"
-        self.pool = None
-        if self.mi_cfg is not None:
-            self.pool = PartnerPool(load_split(self.card.get("dataset", "cifar10"),
-                                               self.mi_cfg.pool_split, cfg.data_dir))
-        # adaptive suites on MI differentiate a stochastic model (EOT); the others a fixed one
-        self.stochastic_attack = self.mi_cfg is not None and cfg.suite in ("autoattack", "eot-pgd")
+        # adaptive suites on a randomized defense differentiate a stochastic model (EOT)
+        self.stochastic_attack = self.defense.randomized and cfg.suite in ("autoattack",
+                                                                           "eot-pgd")
         self.surrogate = None
         if cfg.suite == "transfer":
             s_model, self.surrogate_card = load_classifier(cfg.surrogate)
@@ -175,42 +183,32 @@ class AttackRun:
         self.counters = [m for m in (self.base, self.surrogate) if m is not None]
 
     # -- models ---------------------------------------------------------------------------
-    def _mi(self, n_samples: int | None, seed: int) -> nn.Module:
-        from dataclasses import replace
-
-        cfg = self.mi_cfg
-        if n_samples is not None and cfg.mode == "combined":  # K split as N_PL : N_OL
-            n_pl = max(1, round(cfg.n_pl * n_samples / (cfg.n_pl + cfg.n_ol)))
-            cfg = replace(cfg, n_pl=n_pl, n_ol=max(1, n_samples - n_pl))
-        elif n_samples is not None:
-            cfg = replace(cfg, n_samples=n_samples)
-        return MixupInference(self.base, self.pool, cfg, torch.Generator().manual_seed(seed),
-                              max_batch=self.cfg.max_batch, output="log")
-
     def eval_model(self, seed: int) -> nn.Module:
-        return self.base if self.mi_cfg is None else self._mi(None, seed)
+        """The defense as evaluated (R draws of it make an accuracy)."""
+        return self.defense.wrap(self.base, seed, None, self.cfg.max_batch)
 
     def attack_model(self, seed: int) -> nn.Module:
-        """What the attack differentiates: MI with K partners (adaptive), or a fixed model."""
+        """What the attack differentiates: the defense with K draws per forward (adaptive), the
+        base model (oblivious) or the surrogate (transfer)."""
         if self.cfg.suite == "pgd":
             return self.base
         if self.cfg.suite == "transfer":
             return self.surrogate
-        if self.mi_cfg is None:
-            return self.base
-        return self._mi(self.cfg.attack_mi_samples, seed)
+        return self.defense.wrap(self.base, seed, self.attack_draws(), self.cfg.max_batch)
 
-    def attack_partners(self) -> int | None:
-        if self.mi_cfg is None or self.cfg.suite in ("pgd", "transfer"):
+    def attack_draws(self) -> int | None:
+        """K: the defense's draws inside each attack forward (None: the attack sees no draws)."""
+        if not self.defense.randomized or self.cfg.suite in ("pgd", "transfer"):
             return None
-        return self.cfg.attack_mi_samples or (self.mi_cfg.forwards_per_prediction() - 1)
+        return self.cfg.attack_draws or self.defense.eval_draws()
 
     def suite(self, model: nn.Module, partners: int | None = None):
         """The configured suite attacking ``model``; ``partners`` overrides K for estimates."""
         c = self.cfg
         eps = c.eps
-        k = partners or self.attack_partners()
-        calls_cost = 1 + k if k else 1
+        k = partners or self.attack_draws()
+        calls_cost = self.defense.passes_per_call(k) if self.cfg.suite in ("autoattack",
+                                                                             "eot-pgd") else 1
         stochastic = self.stochastic_attack
         if c.suite == "autoattack":
             version = c.aa_version or ("rand" if stochastic else "standard")
@@ -231,10 +229,11 @@ class AttackRun:
         c = self.cfg
         suite = self.suite(self.attack_model(seed))
         ident = {
+            "protocol": PROTOCOL,
             "checkpoint": self.card.get("name"), "checkpoint_sha256": self.card.get("sha256"),
-            "defense": c.defense, "mi": self.mi_cfg.as_dict() if self.mi_cfg else None,
-            "suite": c.suite, "attack": suite.settings(), "attack_mi_samples":
-            self.attack_partners(), "norm": c.norm, "eps": round(c.eps, 10), "seed": seed,
+            "defense": self.defense.name, "defense_settings": self.defense.settings(),
+            "suite": c.suite, "attack": suite.settings(), "attack_draws": self.attack_draws(),
+            "norm": c.norm, "eps": round(c.eps, 10), "seed": seed,
             "n": c.n_examples, "eval_repeats": c.eval_repeats, "data": self.data_id,
             "batch_size": c.batch_size,
         }
@@ -244,8 +243,9 @@ class AttackRun:
         return ident
 
     def eval_passes_per_image(self) -> int:
-        per = self.mi_cfg.forwards_per_prediction() if self.mi_cfg else 1
-        return 2 * self.cfg.eval_repeats * per if self.mi_cfg else 2 * per
+        """Clean and adversarial evaluation: R draws of the defense each (1 if deterministic)."""
+        repeats = self.cfg.eval_repeats if self.defense.randomized else 1
+        return 2 * repeats * self.defense.passes_per_prediction()
 
     # -- sanity checks ----------------------------------------------------------------------
     def sanity_checks(self, seed: int) -> dict:
@@ -276,7 +276,7 @@ class AttackRun:
         m = min(self.cfg.sanity_n, self.cfg.n_examples)
         x, y = self.test.float_images(0, m), self.test.labels[:m]
         model = self.attack_model(seed + 7919)
-        eot = self.cfg.eot_iter or (5 if isinstance(model, MixupInference) else 1)
+        eot = self.cfg.eot_iter or (5 if self.defense.randomized else 1)
         big = SANITY_EPS[self.cfg.norm]
         suite = PGDSuite("sanity", model, self.cfg.norm, big, 20, big / 8, "ce", 1, min(eot, 5))
         x_adv = suite.perturb(x, y, seed + 7919)
@@ -342,8 +342,9 @@ class AttackRun:
             "autoattack_own_acc": float(np.concatenate(own).mean()) if own else None,
             "model_card": {k: self.card.get(k) for k in ("arch", "method", "seed", "epochs",
                                                           "clean_acc", "dataset")},
-            "forwards_per_prediction": self.mi_cfg.forwards_per_prediction() if self.mi_cfg
-            else 1, "versions": package_versions(),
+            "forwards_per_prediction": self.defense.passes_per_prediction(),
+            "defense_label": self.defense.label(), "max_batch": c.max_batch,
+            "versions": package_versions(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
         if c.sanity and c.suite == "transfer":
@@ -377,18 +378,10 @@ class AttackRun:
         suite = self.suite(model)
         x_adv = suite.perturb(x, y, atk)
         check_valid(x_adv, x, c.eps, c.norm)
-        # the clean draws depend only on defense, seed and batch, not on the attack or eps, so
-        # one sweep's records share them (and their cost is paid once)
-        clean_key = record_key({k: ident[k] for k in CLEAN_IDENTITY} | {
-            "batch": [lo, hi], "max_batch": c.max_batch,
-            "images": self.test.head(hi).sha256()[:16]})
-        clean = self.store.load_clean(clean_key)
-        if clean is None:
-            clean = correct_matrix(self.eval_model(ev_clean), x, y, c.eval_repeats).numpy()
-            self.store.save_clean(clean_key, clean)
         adv = correct_matrix(self.eval_model(ev_adv), x_adv, y, c.eval_repeats).numpy()
         f1, b1 = self.passes()
-        out = {"clean": clean, "adv": adv, "forwards": np.int64(f1 - f0),
+        clean, clean_forwards = self._clean(ident, lo, hi, x, y, ev_clean)
+        out = {"clean": clean, "adv": adv, "forwards": np.int64(f1 - f0 + clean_forwards),
                "backwards": np.int64(b1 - b0),
                "seconds": np.float64(time.time() - t0),
                "warnings": np.array(suite.warnings, dtype=str)}
@@ -396,10 +389,29 @@ class AttackRun:
             out["own"] = suite.own_correct.numpy()
         return out
 
+    def _clean(self, ident: dict, lo: int, hi: int, x: torch.Tensor, y: torch.Tensor,
+               seed: int) -> tuple[np.ndarray, int]:
+        """Clean correctness (R, hi - lo) and its cost in base-model forwards.
+
+        The clean draws depend only on the defense, seed and batch, not on the attack or eps, so
+        one sweep's records share them. A cached entry carries the cost it was made at, so a
+        record stores the same cost whether its clean draws were computed or reused.
+        """
+        key = record_key({k: ident[k] for k in CLEAN_IDENTITY} | {
+            "batch": [lo, hi], "images": self.test.head(hi).sha256()[:16]})
+        cached = self.store.load_clean(key)
+        if cached is not None:
+            return cached
+        f0 = self.passes()[0]
+        clean = correct_matrix(self.eval_model(seed), x, y, self.cfg.eval_repeats).numpy()
+        forwards = self.passes()[0] - f0
+        self.store.save_clean(key, clean, forwards)
+        return clean, forwards
+
     def monotonicity(self, record: dict) -> list[str]:
         """Compare with stored records that differ only in strength (eps, steps, EOT, K)."""
         strength_keys = ("eps", "attack.steps", "attack.eot_iter", "attack.restarts",
-                         "attack_mi_samples")
+                         "attack_draws")
         msgs = []
         for other in self.store.records():
             if not _same_except(record, other, strength_keys):
@@ -422,7 +434,7 @@ class AttackRun:
 
 
 def _same_except(a: dict, b: dict, keys: tuple[str, ...]) -> bool:
-    ident = ("checkpoint_sha256", "defense", "mi", "suite", "norm", "seed", "n", "data",
+    ident = ("protocol", "checkpoint_sha256", "defense", "defense_settings", "suite", "norm", "seed", "n", "data",
              "surrogate_sha256", "eval_repeats", "attack.loss", "attack.version", "attack.attacks",
              "attack.targeted", "attack.variant")
     return a["key"] != b.get("key") and all(dotted_get(a, k) == dotted_get(b, k) for k in ident)

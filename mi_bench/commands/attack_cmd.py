@@ -2,72 +2,99 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import click
 
-from mi_bench.commands.common import mi_options, mi_overrides, parse_eps, parse_int_list
+from mi_bench.commands.common import (
+    checkpoint_options,
+    defense_options,
+    defense_settings,
+    parse_eps,
+    parse_eps_list,
+    parse_key_values,
+    parse_seeds,
+)
+from mi_bench.errors import UserError
 
 FULL_TEST_SET = 10_000
 
 
 @click.command()
-@click.option("--checkpoint", default=None, help="path or shipped name [mixup]")
-@mi_options
+@checkpoint_options
+@defense_options
 @click.option("--suite", type=click.Choice(["autoattack", "eot-pgd", "pgd", "transfer"]),
               default="autoattack", show_default=True)
 @click.option("--eps", "eps_list", default="8/255", show_default=True,
               help="radius, or a comma-separated sweep such as 1/255,2/255,4/255,8/255")
 @click.option("--norm", type=click.Choice(["Linf", "L2"]), default="Linf", show_default=True)
-@click.option("--n-examples", type=int, default=8, show_default=True, help="first n test images")
+@click.option("--n-examples", type=click.IntRange(min=1), default=8, show_default=True,
+              help="first n test images")
 @click.option("--seeds", default="0", show_default=True, help="comma-separated, e.g. 0,1,2")
-@click.option("--eval-repeats", type=int, default=5, show_default=True,
-              help="independent MI draws per evaluation")
-@click.option("--attack-mi-samples", type=int, default=3, show_default=True,
-              help="MI partners K inside the attack's forwards (evaluation keeps N)")
+@click.option("--eval-repeats", type=click.IntRange(min=1), default=5, show_default=True,
+              help="independent draws of a randomized defense per evaluation")
+@click.option("--attack-draws", "--attack-mi-samples", "attack_draws",
+              type=click.IntRange(min=1), default=3, show_default=True,
+              help="draws K of a randomized defense inside each attack forward (MI: partners; "
+                   "evaluation keeps N)")
 @click.option("--aa-version", type=click.Choice(["standard", "rand", "plus", "custom"]),
-              default=None, help="[standard on deterministic models, rand on MI]")
+              default=None, help="[standard on deterministic models, rand on randomized ones]")
 @click.option("--aa-attacks", default=None, help="custom AutoAttack list, e.g. apgd-ce,apgd-dlr")
-@click.option("--steps", type=int, default=None, help="PGD steps [eot-pgd 100, pgd/transfer 10]")
+@click.option("--steps", type=click.IntRange(min=1), default=None,
+              help="PGD steps [eot-pgd 100, pgd/transfer 10]")
 @click.option("--step-size", default=None, help="PGD step [eot-pgd 2.5 eps/steps; pgd/transfer eps/4, the paper's 2/255 at 8/255]")
 @click.option("--loss", type=click.Choice(["ce", "dlr"]), default="ce", show_default=True)
-@click.option("--restarts", type=int, default=1, show_default=True)
-@click.option("--eot-iter", type=int, default=None, help="gradient samples per step [20 on MI]")
+@click.option("--restarts", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--eot-iter", type=click.IntRange(min=1), default=None,
+              help="gradient samples per step [20 on randomized defenses]")
 @click.option("--targeted", is_flag=True, help="pgd/transfer: toward a random other class")
 @click.option("--variant", type=click.Choice(["pgd", "apgd"]), default="pgd", show_default=True)
 @click.option("--surrogate", default=None, help="transfer: comma-separated surrogate checkpoints")
-@click.option("--batch-size", type=int, default=50, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--data-dir", default=None, help="data folder (else MI_BENCH_DATA, sample)")
 @click.option("--out", default="results", show_default=True, help="result store folder")
 @click.option("--no-sanity", is_flag=True, help="skip the large-eps gradient-masking check")
 @click.option("--no-progress", is_flag=True)
-def attack(checkpoint, defense, mi_n, mi_lambda, mi_pool, mi_threshold, max_batch, suite,
-           eps_list, norm, n_examples, seeds, eval_repeats, attack_mi_samples, aa_version,
-           aa_attacks, steps, step_size, loss, restarts, eot_iter, targeted, variant, surrogate,
-           batch_size, data_dir, out, no_sanity, no_progress) -> None:
-    """Attack a checkpoint (optionally defended by MI) and store one record per seed and eps."""
+def attack(checkpoint, arch, arch_opt, defense, defense_opt, mi_n, mi_lambda, mi_pool,
+           mi_threshold, max_batch, suite, eps_list, norm, n_examples, seeds, eval_repeats,
+           attack_draws, aa_version, aa_attacks, steps, step_size, loss, restarts, eot_iter,
+           targeted, variant, surrogate, batch_size, data_dir, out, no_sanity,
+           no_progress) -> None:
+    """Attack a checkpoint (optionally defended) and store one record per seed and eps."""
     from mi_bench.attacks.runner import AttackConfig, AttackRun, summarize_seeds
-    from mi_bench.results import ResultStore
+    from mi_bench.models.zoo import load_classifier
+    from mi_bench.results import ResultStore, check_output_dir
 
+    # every option is checked before any work: a bad sweep entry must not leave half a sweep
+    opts = defense_settings(defense, defense_opt, mi_n, mi_lambda, mi_pool, mi_threshold)
+    surrogates = [s.strip() for s in surrogate.split(",")] if surrogate else [None]
+    if any(s == "" for s in surrogates):
+        raise UserError(f"bad --surrogate {surrogate!r}; expected comma-separated checkpoints")
+    make = partial(
+        AttackConfig, checkpoint=checkpoint, arch=arch, arch_kwargs=parse_key_values(arch_opt, "--arch-opt"),
+        defense=defense, suite=suite, norm=norm, n_examples=n_examples,
+        seeds=parse_seeds(seeds), eval_repeats=eval_repeats, batch_size=batch_size,
+        data_dir=data_dir, defense_opts=opts, attack_draws=attack_draws, max_batch=max_batch,
+        aa_version=aa_version, aa_attacks=aa_attacks.split(",") if aa_attacks else None,
+        steps=steps, step_size=parse_eps(step_size) if step_size else None, loss=loss,
+        restarts=restarts, eot_iter=eot_iter, targeted=targeted, variant=variant,
+        sanity=not no_sanity)
+    configs = [make(eps=eps, eps_label=label, surrogate=sur)
+               for label, eps in parse_eps_list(eps_list) for sur in surrogates]
+    for cfg in configs:
+        cfg.validate()
+    for sur in surrogates:  # a bad surrogate fails now, not after the first eps was attacked
+        if sur is not None:
+            load_classifier(sur)
     store = ResultStore(out)
-    surrogates = surrogate.split(",") if surrogate else [None]
+    store.check()  # damaged records fail now, not after the attack
+    check_output_dir(out, "--out")
     rows = []
-    for eps_text in [e.strip() for e in eps_list.split(",") if e.strip()]:
-        for sur in surrogates:
-            cfg = AttackConfig(
-                checkpoint=checkpoint, defense=defense, suite=suite, eps=parse_eps(eps_text),
-                eps_label=eps_text, norm=norm, n_examples=n_examples,
-                seeds=parse_int_list(seeds, "--seeds"), eval_repeats=eval_repeats,
-                batch_size=batch_size, data_dir=data_dir,
-                mi={k: v for k, v in mi_overrides(mi_n, mi_lambda, mi_pool, mi_threshold).items()
-                    if v is not None},
-                attack_mi_samples=attack_mi_samples, max_batch=max_batch, aa_version=aa_version,
-                aa_attacks=aa_attacks.split(",") if aa_attacks else None, steps=steps,
-                step_size=parse_eps(step_size) if step_size else None, loss=loss,
-                restarts=restarts, eot_iter=eot_iter, targeted=targeted, variant=variant,
-                surrogate=sur, sanity=not no_sanity)
-            run = AttackRun(cfg, store, progress=not no_progress,
-                            log=lambda m: click.echo(m, err=True))
-            records = [run.run_seed(s) for s in cfg.seeds]
-            rows.append((cfg, run, records, summarize_seeds(store, records)))
+    for cfg in configs:
+        run = AttackRun(cfg, store, progress=not no_progress,
+                        log=lambda m: click.echo(m, err=True))
+        records = [run.run_seed(s) for s in cfg.seeds]
+        rows.append((cfg, run, records, summarize_seeds(store, records)))
     _print_summary(rows, out)
 
 
@@ -92,13 +119,13 @@ def _print_summary(rows, out: str) -> None:
     passes = s["forwards"] + s["backwards"]
     if s["seconds"] > 0 and passes:
         rate = passes / s["seconds"]
-        k_full = run.mi_cfg.forwards_per_prediction() - 1 if run.mi_cfg else None
+        k_full = run.defense.eval_draws() if run.defense.randomized else None
         per_image = _full_cost_per_image(run, k_full)
         total = per_image * FULL_TEST_SET * 3
         click.echo(f"\ncost paid: {s['forwards']:,} forward and {s['backwards']:,} backward "
                    f"base-model passes in {s['seconds']:.0f} s ({rate:,.0f} passes/s); records "
                    f"in {out}/records/")
-        click.echo(f"full setting ({cfg.suite}, attack partners K = {k_full or '-'}, "
+        click.echo(f"full setting ({cfg.suite}, attack draws K = {k_full or '-'}, "
                    f"{FULL_TEST_SET:,} images, 3 seeds): about {total:,.0f} passes, "
                    f"~{total / rate / 3600:,.0f} hours at this rate")
 

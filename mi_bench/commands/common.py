@@ -23,42 +23,122 @@ def parse_eps(value: str) -> float:
     return eps
 
 
-def parse_int_list(value: str, what: str) -> list[int]:
+def parse_int_list(value: str, what: str, minimum: int | None = None) -> list[int]:
     try:
         items = [int(v) for v in value.split(",") if v.strip()]
     except ValueError:
         raise UserError(f"bad {what} {value!r}; expected comma-separated integers") from None
     if not items:
         raise UserError(f"{what} is empty")
+    if minimum is not None and min(items) < minimum:
+        raise UserError(f"{what} must be integers >= {minimum}, got {min(items)}")
     return items
+
+
+def parse_seeds(value: str) -> list[int]:
+    """``0,1,2`` -> [0, 1, 2]: distinct, non-negative (numpy's seed streams need that)."""
+    seeds = parse_int_list(value, "--seeds", minimum=0)
+    if len(set(seeds)) != len(seeds):
+        raise UserError(f"--seeds must be distinct, got {value}")
+    return seeds
+
+
+def parse_eps_list(value: str) -> list[tuple[str, float]]:
+    """``1/255,8/255`` -> [(label, eps), ...]; every entry is parsed before any work starts."""
+    labels = [e.strip() for e in value.split(",")]
+    if not any(labels) or not all(labels):
+        raise UserError(f"bad --eps {value!r}; expected e.g. 8/255 or 1/255,2/255,4/255")
+    return [(label, parse_eps(label)) for label in labels]
+
+
+def parse_key_values(items, what: str) -> dict:
+    """``("width=16",)`` -> {"width": 16}: ints, floats or strings, for --arch-opt and alike."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"bad {what} {item!r}; expected key=value, e.g. width=16")
+        for cast in (int, float, str):
+            try:
+                out[key.strip()] = cast(value)
+                break
+            except ValueError:
+                continue
+    return out
 
 
 def command_line() -> str:
     return shlex.join(["mi-bench", *sys.argv[1:]])
 
 
-def mi_options(fn):
-    """The options that configure Mixup Inference, shared by ``eval`` and ``attack``."""
+def seed_option(**kwargs):
     import click
 
+    return click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+                        **kwargs)
+
+
+def checkpoint_options(fn):
+    """--checkpoint and, for a plain state dict file, its architecture."""
+    import click
+
+    from mi_bench.models import list_models
+
     opts = [
-        click.option("--defense", type=click.Choice(["none", "mi-pl", "mi-ol", "mi-combined"]),
-                     default="mi-ol", show_default=True),
-        click.option("--mi-n", "mi_n", type=int, default=None,
-                     help="MI partners per prediction N [30]"),
-        click.option("--mi-lambda", "mi_lambda", type=float, default=None,
-                     help="MI mixing ratio [0.5; 0.6 on IAT models]"),
-        click.option("--mi-pool", "mi_pool", type=click.Choice(["train", "test"]), default="train",
-                     show_default=True, help="split the clean partners come from"),
-        click.option("--mi-threshold", "mi_threshold", type=float, default=None,
-                     help="mi-combined: detector threshold [0.2]"),
-        click.option("--max-batch", type=int, default=64, show_default=True,
-                     help="images per base-model forward inside MI"),
+        click.option("--checkpoint", default=None,
+                     help="path, shipped name [mixup], autoattack-resnet18 or robustbench:<name>"),
+        click.option("--arch", type=click.Choice(list_models()), default=None,
+                     help="architecture of a plain state dict checkpoint"),
+        click.option("--arch-opt", multiple=True, help="architecture option, e.g. width=16"),
     ]
     for opt in reversed(opts):
         fn = opt(fn)
     return fn
 
 
-def mi_overrides(mi_n, mi_lambda, mi_pool, mi_threshold) -> dict:
-    return {"n_samples": mi_n, "lam": mi_lambda, "pool_split": mi_pool, "threshold": mi_threshold}
+def defense_options(fn):
+    """The options that choose and configure the inference-time defense (``eval``, ``attack``)."""
+    import click
+
+    from mi_bench.defenses import defense_names
+    from mi_bench.defenses.registry import _ALIASES
+
+    opts = [
+        click.option("--defense", type=click.Choice(defense_names() + sorted(_ALIASES)),
+                     default="mi-ol", show_default=True, help="a registered defense"),
+        click.option("--defense-opt", multiple=True,
+                     help="defense setting key=value, e.g. sigma=0.05 or draws=1 (repeatable)"),
+        click.option("--mi-n", "mi_n", type=int, default=None,
+                     help="MI partners per prediction N [30] (= --defense-opt n_samples=N)"),
+        click.option("--mi-lambda", "mi_lambda", type=float, default=None,
+                     help="MI mixing ratio [0.5; 0.6 on IAT models]"),
+        click.option("--mi-pool", "mi_pool", type=click.Choice(["train", "test"]), default=None,
+                     help="split the MI partners come from [train]"),
+        click.option("--mi-threshold", "mi_threshold", type=float, default=None,
+                     help="mi-combined: detector threshold [0.2]"),
+        click.option("--max-batch", type=click.IntRange(min=1), default=64, show_default=True,
+                     help="images per base-model forward inside a randomized defense"),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+MI_FLAGS = {"n_samples": "--mi-n", "lam": "--mi-lambda", "pool_split": "--mi-pool",
+            "threshold": "--mi-threshold"}
+
+
+def defense_settings(defense: str, defense_opt, mi_n, mi_lambda, mi_pool, mi_threshold) -> dict:
+    """Merge --defense-opt and the MI shortcuts into one options dict (MI flags need MI)."""
+    from mi_bench.defenses import canonical_name, parse_defense_opts
+
+    opts = parse_defense_opts(defense_opt)
+    mi = {"n_samples": mi_n, "lam": mi_lambda, "pool_split": mi_pool, "threshold": mi_threshold}
+    given = {k: v for k, v in mi.items() if v is not None}
+    if given and not canonical_name(defense).startswith("mi-"):
+        flags = ", ".join(MI_FLAGS[k] for k in given)
+        raise UserError(f"{flags} configure MI; defense {defense!r} takes --defense-opt instead")
+    clash = set(given) & set(opts)
+    if clash:
+        raise UserError(f"{sorted(clash)} given both as an --mi-* flag and as --defense-opt")
+    return {**opts, **given}

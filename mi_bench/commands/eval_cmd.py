@@ -1,4 +1,4 @@
-"""``mi-bench eval``: clean accuracy of a checkpoint with and without Mixup Inference."""
+"""``mi-bench eval``: clean accuracy of a checkpoint with and without an inference-time defense."""
 
 from __future__ import annotations
 
@@ -6,35 +6,45 @@ import json
 
 import click
 
-from mi_bench.commands.common import mi_options, mi_overrides
+from mi_bench.commands.common import (
+    checkpoint_options,
+    defense_options,
+    defense_settings,
+    parse_key_values,
+    seed_option,
+)
 
 
 @click.command("eval")
-@click.option("--checkpoint", default=None, help="path or shipped name [mixup]")
-@mi_options
+@checkpoint_options
+@defense_options
 @click.option("--data-dir", default=None, help="data folder (else MI_BENCH_DATA, sample)")
-@click.option("--n-examples", type=int, default=None, help="first n test images [all]")
-@click.option("--eval-repeats", type=int, default=5, show_default=True,
-              help="independent MI draws per example")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--n-examples", type=click.IntRange(min=1), default=None,
+              help="first n test images [all]")
+@click.option("--eval-repeats", type=click.IntRange(min=1), default=5, show_default=True,
+              help="independent draws of a randomized defense per example")
+@seed_option()
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
-def evaluate(checkpoint, defense, mi_n, mi_lambda, mi_pool, mi_threshold, max_batch, data_dir,
-             n_examples, eval_repeats, seed, batch_size, as_json) -> None:
-    """Clean accuracy without and with the chosen MI defense."""
+def evaluate(checkpoint, arch, arch_opt, defense, defense_opt, mi_n, mi_lambda, mi_pool,
+             mi_threshold, max_batch, data_dir, n_examples, eval_repeats, seed, batch_size,
+             as_json) -> None:
+    """Clean accuracy without and with the chosen defense."""
     from mi_bench.data import load_split
-    from mi_bench.evaluate import build_defense, clean_accuracy, mi_config_for
+    from mi_bench.defenses import get_defense
+    from mi_bench.evaluate import clean_accuracy
     from mi_bench.models.zoo import load_classifier
 
-    model, card = load_classifier(checkpoint)
-    mi = mi_config_for(defense, card, **mi_overrides(mi_n, mi_lambda, mi_pool, mi_threshold))
+    opts = defense_settings(defense, defense_opt, mi_n, mi_lambda, mi_pool, mi_threshold)
+    model, card = load_classifier(checkpoint, arch, parse_key_values(arch_opt, "--arch-opt"))
     test = load_split(card.get("dataset", "cifar10"), "test", data_dir)
     if n_examples is not None:
         test = test.head(n_examples)
+    chosen = get_defense(defense, card, opts, data_dir)
     rows = [{"defense": "none", **clean_accuracy(model, test, 1, batch_size)}]
-    if mi is not None:
-        defended = build_defense(model, card, mi, seed, data_dir, max_batch=max_batch)
-        rows.append({"defense": defense, "mi": mi.as_dict(),
+    if chosen.name != "none":
+        defended = chosen.wrap(model, seed, None, max_batch)
+        rows.append({"defense": chosen.name, "settings": chosen.settings(),
                      **clean_accuracy(defended, test, eval_repeats, batch_size, progress=True)})
     result = {"checkpoint": card.get("name"), "data": test.source, "card_clean_acc":
               card.get("clean_acc"), "seed": seed, "results": rows}
@@ -45,5 +55,5 @@ def evaluate(checkpoint, defense, mi_n, mi_lambda, mi_pool, mi_threshold, max_ba
                f"images of {test.source}")
     for r in rows:
         extra = f"  worst case over {r['draws']} draws {r['worst_acc']:.2%}" if r["draws"] > 1 else ""
-        settings = f"  {r['mi']}" if "mi" in r else ""
-        click.echo(f"  {r['defense']:<12} clean accuracy {r['acc']:.2%}{extra}{settings}")
+        settings = f"  {r['settings']}" if "settings" in r else ""
+        click.echo(f"  {r['defense']:<14} clean accuracy {r['acc']:.2%}{extra}{settings}")

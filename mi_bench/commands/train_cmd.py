@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-from mi_bench.commands.common import command_line, parse_eps
+from mi_bench.commands.common import command_line, parse_eps, parse_key_values, seed_option
 from mi_bench.errors import UserError
-
-
-def parse_arch_opts(opts: tuple[str, ...]) -> dict:
-    """``--arch-opt width=16`` -> {'width': 16} (ints, floats, or strings)."""
-    out = {}
-    for item in opts:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UserError(f"bad --arch-opt {item!r}; expected key=value, e.g. width=16")
-        for cast in (int, float):
-            try:
-                out[key] = cast(value)
-                break
-            except ValueError:
-                out[key] = value
-    return out
 
 
 @click.command()
@@ -35,8 +21,8 @@ def parse_arch_opts(opts: tuple[str, ...]) -> dict:
 @click.option("--download", is_flag=True, help="download CIFAR through torchvision if missing")
 @click.option("--preset", type=click.Choice(["fast", "paper"]), default="fast", show_default=True,
               help="fast: one-cycle for a CPU; paper: the MI paper's SGD recipe (200 epochs)")
-@click.option("--epochs", type=int, default=None)
-@click.option("--batch-size", type=int, default=None)
+@click.option("--epochs", type=click.IntRange(min=1), default=None)
+@click.option("--batch-size", type=click.IntRange(min=1), default=None)
 @click.option("--lr", type=float, default=None)
 @click.option("--schedule", type=click.Choice(["onecycle", "step", "cosine"]), default=None)
 @click.option("--weight-decay", type=float, default=None)
@@ -44,16 +30,19 @@ def parse_arch_opts(opts: tuple[str, ...]) -> dict:
 @click.option("--pgd-steps", type=int, default=None,
               help="IAT: PGD steps k [fast 1, paper 10]; k=1 steps 1.25 eps, else 2/255")
 @click.option("--eps", default="8/255", show_default=True, help="IAT: PGD radius (Linf)")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--n-train", type=int, default=None, help="train on the first n images only")
+@seed_option()
+@click.option("--n-train", type=click.IntRange(min=1), default=None,
+              help="train on the first n images only")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="checkpoint file")
 @click.option("--resume", is_flag=True, help="continue an interrupted run from OUT.resume.pt")
+@click.option("--overwrite", is_flag=True, help="replace an existing OUT (never done otherwise)")
 @click.option("--no-progress", is_flag=True)
 def train(method, arch, arch_opt, dataset, data_dir, download, preset, epochs, batch_size, lr,
-          schedule, weight_decay, alpha, pgd_steps, eps, seed, n_train, out, resume,
+          schedule, weight_decay, alpha, pgd_steps, eps, seed, n_train, out, resume, overwrite,
           no_progress) -> None:
     """Train ERM, mixup or interpolated adversarial training (IAT)."""
     from mi_bench.data import load_split
+    from mi_bench.results import check_output_dir
     from mi_bench.train import TrainConfig
     from mi_bench.train import preset as recipe
     from mi_bench.train import train as run_train
@@ -62,10 +51,13 @@ def train(method, arch, arch_opt, dataset, data_dir, download, preset, epochs, b
     overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "schedule": schedule,
                  "weight_decay": weight_decay, "pgd_steps": pgd_steps}
     settings.update({k: v for k, v in overrides.items() if v is not None})
-    cfg = TrainConfig(method=method, arch=arch, arch_kwargs=parse_arch_opts(arch_opt),
+    cfg = TrainConfig(method=method, arch=arch, arch_kwargs=parse_key_values(arch_opt, "--arch-opt"),
                       dataset=dataset, alpha=alpha, eps=parse_eps(eps),
                       seed=seed, **settings)
     cfg.validate()
+    if resume and overwrite:
+        raise UserError("--resume and --overwrite contradict each other; pick one")
+    check_output_dir(Path(out).parent, "--out's folder")
     train_split = load_split(dataset, "train", data_dir, download, allow_sample=False)
     test_split = load_split(dataset, "test", data_dir, download, allow_sample=False)
     if n_train is not None:
@@ -74,6 +66,6 @@ def train(method, arch, arch_opt, dataset, data_dir, download, preset, epochs, b
                f"{train_split.source}; {cfg.epochs} epochs, batch {cfg.batch_size}, lr {cfg.lr} "
                f"({cfg.schedule}), seed {seed} -> {out}", err=True)
     _, card = run_train(cfg, train_split, test_split, out, resume=resume, command=command_line(),
-                        progress=not no_progress, final_eval=test_split)
+                        progress=not no_progress, final_eval=test_split, overwrite=overwrite)
     click.echo(f"clean accuracy {card['clean_acc']:.2%} on {card['clean_acc_n']} test images; "
                f"checkpoint {out}")

@@ -96,9 +96,18 @@ def _robustbench(spec: str) -> tuple[nn.Module, dict]:
     return model, card
 
 
-def load_classifier(spec: str | None = None) -> tuple[nn.Module, dict]:
-    """(model in eval mode, card) for any accepted ``--checkpoint`` form; see module docstring."""
+def load_classifier(spec: str | None = None, arch: str | None = None,
+                    arch_kwargs: dict | None = None) -> tuple[nn.Module, dict]:
+    """(model in eval mode, card) for any accepted ``--checkpoint`` form; see module docstring.
+
+    ``arch`` (and ``arch_kwargs``) name the architecture of a plain state dict file.
+    """
+    if spec is not None and not spec.strip():
+        raise UserError("--checkpoint is empty; give a path, a shipped name (e.g. mixup), "
+                        "autoattack-resnet18 or robustbench:<name>")
     spec = spec or DEFAULT_CHECKPOINT
+    if arch is not None and (spec == "autoattack-resnet18" or spec.startswith("robustbench:")):
+        raise UserError(f"--arch applies to a plain state dict file, not to {spec}")
     if spec == "autoattack-resnet18":
         return _autoattack_resnet18()
     if spec.startswith("robustbench:"):
@@ -113,7 +122,7 @@ def load_classifier(spec: str | None = None) -> tuple[nn.Module, dict]:
             raise UserError(f"checkpoint {spec!r} is neither a file nor a shipped checkpoint "
                             f"(shipped: {known}; also autoattack-resnet18, robustbench:<name>)")
         path = shipped[name]
-    model, card = load_checkpoint(path)
+    model, card = load_checkpoint(path, arch=arch, **(arch_kwargs or {}))
     if card.get("epochs", 0) < card.get("epochs_planned", 0):
         print(f"note: {path} is a partial run ({card['epochs']} of {card['epochs_planned']} "
               "epochs)", file=sys.stderr)

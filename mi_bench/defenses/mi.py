@@ -16,13 +16,14 @@ the partners is discrete), which is what an adaptive attack with EOT needs.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mi_bench.data import Split
+from mi_bench.data import Split, load_split
+from mi_bench.defenses.registry import Defense, register, settings_from_options
 from mi_bench.errors import UserError
 
 MODES = ("pl", "ol", "combined")
@@ -102,6 +103,8 @@ class PartnerPool:
 
 class MixupInference(nn.Module):
     """MI around ``model``; returns mean softmax (``output='prob'``) or its log (``'log'``)."""
+
+    randomized = True  # evaluation draws R times; attacks need EOT
 
     def __init__(self, model: nn.Module, pool: Split | PartnerPool, config: MIConfig = MIConfig(),
                  generator: torch.Generator | None = None, max_batch: int = 64,
@@ -188,3 +191,62 @@ def reference_mi_loop(mi: MixupInference, x: torch.Tensor, idx: torch.Tensor,
             total = total + F.softmax(mi.model(lam * x[i:i + 1] + (1 - lam) * partner), dim=1)
         out.append(total / idx.shape[1])
     return torch.cat(out)
+
+
+@register("mi-pl", "mi-ol", "mi-combined")
+class MIDefense(Defense):
+    """MI as a registered defense: PL, OL or the combined detector, with its partner pool.
+
+    Defaults follow the official code: N = 30, lambda 0.5 (0.6 on IAT models); the pool is the
+    training split unless ``pool_split=test``. Its content hash is part of ``settings()``, so
+    records made with another pool are never mistaken for these.
+    """
+
+    def __init__(self, name: str, card: dict, options: dict, data_dir: str | None = None):
+        super().__init__(name)
+        mode = name.removeprefix("mi-")
+        if "mode" in options:
+            raise UserError(f"the MI mode comes from the defense name ({name}); drop mode=")
+        if mode == "combined" and {"n_samples", "lam"} & set(options):
+            raise UserError("mi-combined uses its own partners (5 PL at 0.5, 15 OL at 0.4); "
+                            "--mi-n and --mi-lambda apply to mi-pl and mi-ol")
+        defaults: dict = {"mode": mode}
+        if "lam" not in options and card.get("method") == "iat" and mode != "combined":
+            defaults["lam"] = 0.6
+        self.config: MIConfig = settings_from_options(MIConfig, options, defaults,
+                                                      what=f"defense {name}")
+        split = load_split(card.get("dataset", "cifar10"), self.config.pool_split, data_dir)
+        self.pool = PartnerPool(split)
+        if self.pool.num_classes != card.get("num_classes", self.pool.num_classes):
+            raise UserError(f"partner pool has {self.pool.num_classes} classes, model has "
+                            f"{card['num_classes']}")
+        self.pool_id = f"{split.dataset}/{split.split}:{split.sha256()[:16]}"
+
+    def settings(self) -> dict:
+        return {**self.config.as_dict(), "pool": self.pool_id}
+
+    def _config(self, draws: int | None) -> MIConfig:
+        cfg = self.config
+        if draws is not None and cfg.mode == "combined":  # K split as N_PL : N_OL
+            n_pl = max(1, round(cfg.n_pl * draws / (cfg.n_pl + cfg.n_ol)))
+            return replace(cfg, n_pl=n_pl, n_ol=max(1, draws - n_pl))
+        if draws is not None:
+            return replace(cfg, n_samples=draws)
+        return cfg
+
+    def eval_draws(self) -> int:
+        return self.config.forwards_per_prediction() - 1
+
+    def passes_per_call(self, draws: int | None = None) -> int:
+        return self._config(draws).forwards_per_prediction()
+
+    def wrap(self, model: nn.Module, seed: int, draws: int | None = None,
+             max_batch: int = 64) -> nn.Module:
+        return MixupInference(model, self.pool, self._config(draws),
+                              torch.Generator().manual_seed(seed), max_batch=max_batch,
+                              output="log")
+
+    def label(self) -> str:
+        cfg = self.config
+        lam = f"λ={cfg.lam}" if cfg.mode != "combined" else f"λ={cfg.lam_pl}/{cfg.lam_ol}"
+        return f"{self.name} ({lam})"

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from mi_bench.data import Split
-from mi_bench.defense import MIConfig, MixupInference, PartnerPool, reference_mi_loop
+from mi_bench.defenses.mi import MIConfig, MixupInference, PartnerPool, reference_mi_loop
 from mi_bench.errors import UserError
 
 

@@ -1,0 +1,21 @@
+"""Inference-time defenses by name: ``get_defense("mi-ol", card, options)``.
+
+- ``registry.py``: the ``Defense`` interface, ``register`` and ``get_defense``; ``none``.
+- ``mi.py``: Mixup Inference (MI-PL, MI-OL, the combined detector).
+- ``baselines.py``: the MI paper's randomized baselines (noise, rotation, Xie, Guo).
+
+Importing this package registers every defense above.
+"""
+
+from mi_bench.defenses import baselines, mi  # noqa: F401  (registers the defenses)
+from mi_bench.defenses.registry import (
+    Defense,
+    canonical_name,
+    defense_names,
+    get_defense,
+    parse_defense_opts,
+    register,
+)
+
+__all__ = ["Defense", "canonical_name", "defense_names", "get_defense", "parse_defense_opts",
+           "register"]
