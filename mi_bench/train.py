@@ -267,6 +267,9 @@ def _train(cfg: TrainConfig, train_split: Split, heldout: Split | None, out: Pat
     card = _card(cfg, model, train_split, command)
     start_epoch = 0
     state = _start_state(out, resume_path, card, resume, overwrite)
+    print(f"training {cfg.method} {cfg.arch} {cfg.arch_kwargs} on {len(train_split)} images "
+          f"from {train_split.source}; {cfg.epochs} epochs, batch {cfg.batch_size}, lr {cfg.lr} "
+          f"({cfg.schedule}), seed {cfg.seed} -> {out}", file=sys.stderr)
     if state is not None:
         model.net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])

@@ -196,7 +196,28 @@ def test_resume_after_a_real_kill(tmp_path, tiny_checkpoint):
     ea, eb = a.load_examples(ra["key"]), b.load_examples(rb["key"])
     assert np.array_equal(ea["adv"], eb["adv"]) and np.array_equal(ea["clean"], eb["clean"])
     assert ra["forwards"] == rb["forwards"] and ra["backwards"] == rb["backwards"]
+    timing = ("created", "seconds")  # the only fields allowed to differ
+    assert {k: v for k, v in ra.items() if k not in timing} == \
+        {k: v for k, v in rb.items() if k not in timing}
     assert not list(killed.glob("partial/*/*.npz"))
+
+
+def test_partner_pool_is_part_of_the_identity(tmp_path, tiny_checkpoint, sample_test,
+                                              sample_train):
+    """Same test images, another MI partner pool: a new record, never the old one reused."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for name, split in (("test", sample_test.head(50)), ("train", sample_train.head(500))):
+        np.savez(data / f"{name}.npz", images=split.images.permute(0, 2, 3, 1).numpy(),
+                 labels=split.labels.numpy())
+    kw = {"suite": "pgd", "steps": 1, "defense_opts": {"n_samples": 4}}
+    a = run(tmp_path, tiny_checkpoint, **kw).run_seed(0)
+    b = run(tmp_path, tiny_checkpoint, data_dir=str(data), **kw).run_seed(0)
+    assert a["data"] == b["data"], "the test images are the same"
+    assert a["defense_settings"]["pool"] != b["defense_settings"]["pool"]
+    assert a["key"] != b["key"] and len(ResultStore(tmp_path / "store").records()) == 2
+    # the cached clean evaluations are not shared across pools either
+    assert len(list((tmp_path / "store" / "clean").glob("*.npz"))) == 4
 
 
 def test_autoattack_randomness_check_fires_on_mi_with_standard(tmp_path, tiny_checkpoint):

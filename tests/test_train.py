@@ -82,11 +82,27 @@ def test_resume_gives_the_same_weights(tmp_path, sample_train):
 def test_resume_with_other_settings_is_refused(tmp_path, sample_train):
     split = sample_train.head(100)
     train(tiny_cfg(epochs=2), split, None, tmp_path / "c.pt", progress=False, _stop_after=1)
-    with pytest.raises(UserError, match="other settings"):
+    with pytest.raises(UserError, match=r"other settings \(lr: 0.05 there, 0.2 now\)"):
         train(tiny_cfg(epochs=2, lr=0.2), split, None, tmp_path / "c.pt", resume=True,
               progress=False)
     with pytest.raises(UserError, match="exists; pass --resume"):
         train(tiny_cfg(epochs=2), split, None, tmp_path / "c.pt", progress=False)
+
+
+def test_resume_never_overwrites_a_finished_checkpoint(tmp_path, sample_train):
+    """No resume state beside OUT: it is finished; --resume must not retrain it from scratch."""
+    split = sample_train.head(100)
+    out = tmp_path / "done.pt"
+    train(tiny_cfg(epochs=1), split, None, out, progress=False)
+    out.with_name(out.name + ".resume.pt").unlink()
+    before = out.read_bytes()
+    with pytest.raises(UserError, match="not an interrupted run; pass --overwrite"):
+        train(tiny_cfg(epochs=1, arch="small-cnn"), split, None, out, resume=True,
+              progress=False)
+    assert out.read_bytes() == before
+    train(tiny_cfg(epochs=2), split, None, out, progress=False, overwrite=True)
+    assert load_checkpoint(out)[1]["epochs"] == 2, "--overwrite replaces it"
+    assert not out.with_name(out.name + ".lock").exists()
 
 
 @pytest.mark.parametrize("kw,match", [

@@ -88,11 +88,17 @@ def attack(checkpoint, arch, arch_opt, defense, defense_opt, mi_n, mi_lambda, mi
             load_classifier(sur)
     store = ResultStore(out)
     store.check()  # damaged records fail now, not after the attack
+
+    def log(message: str) -> None:
+        click.echo(message, err=True)
+
+    # the first run loads the checkpoint, data and defense (their errors come before any file
+    # is written); the others differ only in the eps and surrogate checked above
+    first = AttackRun(configs[0], store, progress=not no_progress, log=log)
     check_output_dir(out, "--out")
     rows = []
     for cfg in configs:
-        run = AttackRun(cfg, store, progress=not no_progress,
-                        log=lambda m: click.echo(m, err=True))
+        run = first if cfg is configs[0] else AttackRun(cfg, store, not no_progress, log)
         records = [run.run_seed(s) for s in cfg.seeds]
         rows.append((cfg, run, records, summarize_seeds(store, records)))
     _print_summary(rows, out)

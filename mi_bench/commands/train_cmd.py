@@ -57,14 +57,11 @@ def train(method, arch, arch_opt, dataset, data_dir, download, preset, epochs, b
     cfg.validate()
     if resume and overwrite:
         raise UserError("--resume and --overwrite contradict each other; pick one")
-    check_output_dir(Path(out).parent, "--out's folder")
     train_split = load_split(dataset, "train", data_dir, download, allow_sample=False)
     test_split = load_split(dataset, "test", data_dir, download, allow_sample=False)
     if n_train is not None:
         train_split = train_split.head(n_train)
-    click.echo(f"training {method} {arch} {cfg.arch_kwargs} on {len(train_split)} images from "
-               f"{train_split.source}; {cfg.epochs} epochs, batch {cfg.batch_size}, lr {cfg.lr} "
-               f"({cfg.schedule}), seed {seed} -> {out}", err=True)
+    check_output_dir(Path(out).parent, "--out's folder")
     _, card = run_train(cfg, train_split, test_split, out, resume=resume, command=command_line(),
                         progress=not no_progress, final_eval=test_split, overwrite=overwrite)
     click.echo(f"clean accuracy {card['clean_acc']:.2%} on {card['clean_acc_n']} test images; "
