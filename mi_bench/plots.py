@@ -70,10 +70,16 @@ def _eps_x(norm: str, eps: float) -> float:
     return eps * 255 if norm == "Linf" else eps
 
 
-def _band(ax, xs, accs_per_x, label, style="-o", color=None):
-    """Mean line with a min..max band over seeds; returns the line's colour."""
+def _band(ax, xs, accs_per_x, label, style="-o", color=None, cis=None):
+    """Mean line with a min..max band over seeds and, given ``cis``, 95% error bars over images;
+    returns the line's colour."""
     mean = [100 * np.mean(a) for a in accs_per_x]
     (line,) = ax.plot(xs, mean, style, label=label, color=color, ms=4)
+    if cis is not None:
+        err = [[max(0.0, m - 100 * lo) for m, (lo, _) in zip(mean, cis)],
+               [max(0.0, 100 * hi - m) for m, (_, hi) in zip(mean, cis)]]
+        ax.errorbar(xs, mean, yerr=err, fmt="none", ecolor=line.get_color(), capsize=2,
+                    lw=0.8)
     if any(len(a) > 1 for a in accs_per_x):
         ax.fill_between(xs, [100 * np.min(a) for a in accs_per_x],
                         [100 * np.max(a) for a in accs_per_x], color=line.get_color(),
@@ -108,14 +114,16 @@ def plot_eps(rows: list[Row], folder: Path) -> Plots:
             for (defense, n_fwd), rs in sorted(curves.items()):
                 xs = [_eps_x(norm, r.eps) for r in rs]
                 accs = [r.cells[suite].chosen.accs for r in rs]
-                _band(ax, xs, accs, f"{defense}, N {n_fwd}")
+                _band(ax, xs, accs, f"{defense}, N {n_fwd}",
+                      cis=[r.cells[suite].ci for r in rs])
             ax.set_title(f"{SUITE_COLUMN[suite]} ({suite})")
             ax.set_xlabel("eps (×1/255)" if norm == "Linf" else "eps (L2)")
             ax.set_ylabel("robust accuracy (%)")
             ax.set_ylim(bottom=0)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
-        fig.suptitle(f"{model}: robust accuracy against eps ({norm}); band = min..max over seeds",
+        fig.suptitle(f"{model}: robust accuracy against eps ({norm}); bars: 95% over images, "
+                     "band: min..max over seeds",
                      fontsize=9)
         result.files.append(_save(fig, folder / f"eps_{_slug(model)}_{norm}.png"))
     return result

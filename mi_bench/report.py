@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from mi_bench.errors import UserError
+from mi_bench.intervals import interval
 from mi_bench.leaderboard import DEFAULT_ROOT, SNAPSHOT_FILE, load_leaderboard, rank_of
 from mi_bench.results import PROTOCOL, ResultStore, atomic_write_text
 
@@ -38,6 +39,7 @@ MISSING = "—"
 SUITES = ("pgd", "autoattack", "eot-pgd", "transfer")
 SUITE_COLUMN = {"pgd": "oblivious", "autoattack": "adaptive", "eot-pgd": "EOT-PGD",
                 "transfer": "transfer"}
+WORST_COLUMN = "worst over attacks"
 CSV_PREFIX = {"pgd": "oblivious", "autoattack": "adaptive", "eot-pgd": "eot_pgd",
               "transfer": "transfer"}
 HEADLINE_EPS = {"Linf": 8 / 255, "L2": 0.5}
@@ -142,10 +144,20 @@ class Cell:
     others: list[Variant]
     worst: float
     problems: list[str]
+    scores: dict | None = None  # per example: robust, clean (share right), worst (bool)
 
     @property
     def records(self) -> list[dict]:
         return self.chosen.records
+
+    @property
+    def ci(self) -> tuple[float, float]:
+        """95% interval over images of the robust accuracy."""
+        return interval(self.scores["robust"]) if self.scores else (math.nan, math.nan)
+
+    @property
+    def clean_ci(self) -> tuple[float, float]:
+        return interval(self.scores["clean"]) if self.scores else (math.nan, math.nan)
 
     @property
     def mean(self) -> float:
@@ -201,29 +213,35 @@ def _plain(text: str | None) -> str:
     return str(value)
 
 
-def worst_case(store: ResultStore, records: list[dict]) -> tuple[float, list[str]]:
-    """Per-example worst case over seeds and draws: robust = adv & clean, all, then mean."""
-    robust = None
+def example_scores(store: ResultStore, records: list[dict]) -> tuple[dict | None, list[str]]:
+    """Per example, over every seed and draw: the robust and clean scores (share right) and the
+    worst case (right in all). None, with a problem, if the arrays are missing or misfit."""
+    robust, clean, worst = [], [], None
     for r in records:
         try:
             ex = store.load_examples(r["key"])
-            rob = (np.asarray(ex["adv"], bool) & np.asarray(ex["clean"], bool)).all(0)
-        except (OSError, KeyError, ValueError) as exc:
-            return math.nan, [f"record {r['key']}: no per-example arrays ({exc})"]
-        if robust is not None and rob.shape != robust.shape:
+            adv, cl = np.asarray(ex["adv"], bool), np.asarray(ex["clean"], bool)
+        except (OSError, KeyError, ValueError, UserError) as exc:
+            return None, [f"record {r['key']}: no per-example arrays ({exc})"]
+        rob = adv & cl
+        if worst is not None and rob.shape[1] != worst.shape[0]:
             msg = (f"record {r['key']}: per-example arrays of shape {rob.shape} do not match "
-                   f"{robust.shape}")
-            return math.nan, [msg]
-        robust = rob if robust is None else robust & rob
-    return float(robust.mean()), []
+                   f"{worst.shape}")
+            return None, [msg]
+        robust.append(rob)
+        clean.append(cl)
+        worst = rob.all(0) if worst is None else worst & rob.all(0)
+    return {"robust": np.concatenate(robust).mean(0), "clean": np.concatenate(clean).mean(0),
+            "worst": worst}, []
 
 
 def _make_cell(store: ResultStore, suite: str, variants: list[Variant]) -> Cell:
     """Strongest = lowest mean accuracy; ties go to more seeds, then more examples."""
     ranked = sorted(variants, key=lambda v: (v.mean, -len(v.records), -int(v.records[0]["n"]),
                                              json.dumps(v.ident, sort_keys=True)))
-    worst, problems = worst_case(store, ranked[0].records)
-    return Cell(suite, ranked[0], ranked[1:], worst, problems)
+    scores, problems = example_scores(store, ranked[0].records)
+    worst = float(scores["worst"].mean()) if scores else math.nan
+    return Cell(suite, ranked[0], ranked[1:], worst, problems, scores)
 
 
 @dataclass
@@ -249,6 +267,15 @@ class Row:
     def defense_label(self) -> str:
         """The defense with the settings that are not a column of their own (N is)."""
         return self.defense_text
+
+    @property
+    def worst_over_attacks(self) -> tuple[float, tuple[float, float]] | None:
+        """Per image the lowest robust score over the row's attacks, its mean and interval."""
+        scores = [c.scores["robust"] for c in self.cells.values() if c.scores is not None]
+        if not scores:
+            return None
+        low = np.min(np.stack(scores), axis=0)
+        return float(low.mean()), interval(low)
 
     @property
     def is_mi(self) -> bool:
@@ -319,6 +346,20 @@ def _forwards(rec: dict) -> int:
     return int(rec.get("forwards_per_prediction") or 1)
 
 
+def _check_one_image_set(row: Row, records: list[dict]) -> None:
+    """Every column of a row must be measured on the same images: refuse to mix them."""
+    sets: dict[tuple, set[str]] = {}
+    for r in records:
+        sets.setdefault((int(r["n"]), str(r.get("data"))), set()).add(
+            SUITE_COLUMN.get(r["suite"], r["suite"]))
+    if len(sets) > 1:
+        parts = "; ".join(f"{', '.join(sorted(cols))} on n={n} ({data})"
+                          for (n, data), cols in sorted(sets.items()))
+        raise UserError(f"{row.label} at {row.where} mixes image sets ({parts}); every column of "
+                        "a row must use the same images: rerun on one set or keep the records "
+                        "in separate stores")
+
+
 def collect_rows(store: ResultStore, records: list[dict]) -> list[Row]:
     """Group records into rows, suites and attack variants; pick each cell's strongest variant."""
     groups: dict[str, list[dict]] = {}
@@ -359,6 +400,7 @@ def collect_rows(store: ResultStore, records: list[dict]) -> list[Row]:
             if variants:
                 row.cells[suite] = _make_cell(store, suite, [
                     Variant([s[k] for k in sorted(s)], idents[v]) for v, s in variants.items()])
+        _check_one_image_set(row, recs)
         odd = sorted({r["suite"] for r in recs} - set(SUITES))
         if odd:
             row.problems.append(f"records of unknown suite(s) {odd} ignored")
@@ -440,11 +482,15 @@ def _snapshot_date(root: Path | None) -> str | None:
 
 
 # -- the report --------------------------------------------------------------------------------
-def fmt_cell(mean: float, std: float, worst: float | None = None) -> str:
-    """``85.30 ± 0.42 (83.00)`` in percent; ± only with a defined std; worst in parentheses."""
+def fmt_cell(mean: float, std: float, worst: float | None = None,
+             ci: tuple[float, float] | None = None) -> str:
+    """``85.30 [80.1, 89.6] ± 0.42 (83.00)`` in percent: the 95% interval over images, the std
+    over seeds (only with a defined std) and the worst case in parentheses."""
     if mean is None or math.isnan(mean):
         return MISSING
     text = f"{100 * mean:.2f}"
+    if ci is not None and not math.isnan(ci[0]):
+        text += f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
     if std is not None and not math.isnan(std):
         text += f" ± {100 * std:.2f}"
     if worst is not None:
@@ -462,12 +508,20 @@ def _row_record(row: Row) -> dict:
     out = {"model": row.model, "defense": row.defense_label, "N": row.forwards,
            "clean_mean": _pct(main.clean_mean) if main else math.nan,
            "clean_std": _pct(main.clean_std) if main else math.nan}
+    lo, hi = main.clean_ci if main else (math.nan, math.nan)
+    out.update({"clean_ci_low": _pct(lo), "clean_ci_high": _pct(hi)})
     for s in SUITES:
         c = row.cells.get(s)
         p = CSV_PREFIX[s]
         out[f"{p}_mean"] = _pct(c.mean) if c else math.nan
         out[f"{p}_std"] = _pct(c.std) if c else math.nan
         out[f"{p}_worst"] = _pct(c.worst) if c else math.nan
+        lo, hi = c.ci if c else (math.nan, math.nan)
+        out[f"{p}_ci_low"], out[f"{p}_ci_high"] = _pct(lo), _pct(hi)
+    w = row.worst_over_attacks
+    out["worst_over_attacks_mean"] = _pct(w[0]) if w else math.nan
+    out["worst_over_attacks_ci_low"] = _pct(w[1][0]) if w else math.nan
+    out["worst_over_attacks_ci_high"] = _pct(w[1][1]) if w else math.nan
     out.update({"seeds": len(main.seeds) if main else pd.NA, "n": main.n if main else pd.NA,
                 "eps": row.eps_label, "norm": row.norm, "dataset": row.dataset,
                 "checkpoint_sha256": row.sha256 or "", "notes": "; ".join(row.notes())})
@@ -477,10 +531,13 @@ def _row_record(row: Row) -> dict:
 def _md_cells(row: Row, bold: bool = True) -> dict:
     main = row.main_cell
     out = {"model": f"**{row.model}**" if bold else row.model, "defense": row.defense_label, "N": str(row.forwards),
-           "clean": fmt_cell(main.clean_mean, main.clean_std) if main else MISSING}
+           "clean": fmt_cell(main.clean_mean, main.clean_std, ci=main.clean_ci) if main
+           else MISSING}
     for s in SUITES:
         c = row.cells.get(s)
-        out[SUITE_COLUMN[s]] = fmt_cell(c.mean, c.std, c.worst) if c else MISSING
+        out[SUITE_COLUMN[s]] = fmt_cell(c.mean, c.std, c.worst, c.ci) if c else MISSING
+    w = row.worst_over_attacks
+    out[WORST_COLUMN] = fmt_cell(w[0], None, None, w[1]) if w else MISSING
     out["seeds"] = str(len(main.seeds)) if main else MISSING
     out["n"] = str(main.n) if main else MISSING
     return out
@@ -547,7 +604,10 @@ def build_report(results: str | Path, baseline: str = "robustbench:cifar10:Linf"
                "model": b["model_id"], "defense": "", "N": int(b["forward_passes"]),
                "clean_mean": b["clean_acc"], "clean_std": math.nan}
         num.update({f"{CSV_PREFIX[s]}_{k}": math.nan for s in SUITES
-                    for k in ("mean", "std", "worst")})
+                    for k in ("mean", "std", "worst", "ci_low", "ci_high")})
+        num.update({"clean_ci_low": math.nan, "clean_ci_high": math.nan,
+                    "worst_over_attacks_mean": math.nan, "worst_over_attacks_ci_low": math.nan,
+                    "worst_over_attacks_ci_high": math.nan})
         num.update({"adaptive_mean": b["autoattack_acc"], "seeds": pd.NA, "n": pd.NA,
                     "eps": b["eps"], "norm": threat, "dataset": dataset,
                     "checkpoint_sha256": "", "notes": "; ".join(notes)})
@@ -555,6 +615,7 @@ def build_report(results: str | Path, baseline: str = "robustbench:cifar10:Linf"
               "source": "RobustBench", "model": b["model_id"], "defense": "",
               "N": str(b["forward_passes"]), "clean": _num(b["clean_acc"])}
         md.update({SUITE_COLUMN[s]: "" for s in SUITES})
+        md[WORST_COLUMN] = ""
         md.update({"adaptive": _num(b["autoattack_acc"]), "seeds": "", "n": ""})
         entries.append((b["autoattack_acc"], 0, num, md))
     for row in headline:
@@ -580,7 +641,7 @@ def build_report(results: str | Path, baseline: str = "robustbench:cifar10:Linf"
         sweep[col] = sweep[col].astype("Int64")
     sweep_md = pd.DataFrame([{**_md_cells(r, bold=False), "eps": r.eps_label, "norm": r.norm} for r in rows])
     sweep_md = sweep_md[["model", "defense", "N", "norm", "eps", "clean",
-                         *[SUITE_COLUMN[s] for s in SUITES], "seeds", "n"]]
+                         *[SUITE_COLUMN[s] for s in SUITES], WORST_COLUMN, "seeds", "n"]]
     return Report(results=Path(results), dataset=dataset, threat=threat,
                   headline_label=headline_label, n_records=len(records), rows=rows,
                   headline=headline, ranked=ranked, ranked_md=ranked_md, sweep=sweep,
@@ -589,12 +650,17 @@ def build_report(results: str | Path, baseline: str = "robustbench:cifar10:Linf"
 
 
 LEGEND = (
-    "Cells are accuracy in percent: `mean ± std (worst case)` over seeds. The std is the sample "
+    "Cells are accuracy in percent: `mean [95% interval over images] ± std over seeds (worst "
+    "case)`. The interval is a bootstrap over images of each image's share of correct (seed, "
+    "draw) pairs, or Wilson's with one draw and one seed; a difference inside it is not a "
+    "difference. The std is the sample "
     "std (ddof=1) of the per-seed accuracies, shown only with two or more seeds; the worst case "
     "counts an example as robust only if it is classified correctly, clean and attacked, in every "
     "evaluation draw of every seed. *oblivious*: PGD on the undefended base model; *adaptive*: "
     "AutoAttack against the defended model; *EOT-PGD*: PGD with expectation over MI's randomness; "
-    "*transfer*: adversarial examples from a surrogate model. *N*: base-model forward passes per "
+    "*transfer*: adversarial examples from a surrogate model. *worst over attacks*: per image, "
+    "the lowest score over every attack of the row (all on the same images), then the mean. "
+    "*N*: base-model forward passes per "
     "prediction (1 + MI partners). *rank*: for a **mi-bench** row, the place its adaptive number "
     "(at two decimals) would take among the reliable RobustBench entries, ties going behind "
     "(marked `(EOT-PGD)` where no AutoAttack record exists and EOT-PGD stands in); RobustBench "

@@ -6,6 +6,7 @@ Records are hand-made with known per-example arrays, so every expected number is
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from click.testing import CliRunner
 
 from mi_bench import cli as cli_module
 from mi_bench.errors import UserError
+from mi_bench.intervals import wilson
 from mi_bench.leaderboard import COLUMNS, load_leaderboard, read_model_info
 from mi_bench.report import (
     board_ranks,
@@ -124,6 +126,11 @@ def full_store(tmp_path: Path) -> Path:
     return tmp_path / "results"
 
 
+def _no_ci(cell: str) -> str:
+    """A formatted cell without its interval, to compare with the interval-free format."""
+    return re.sub(r" \[[^\]]*\]", "", cell)
+
+
 def _mi_row(frame: pd.DataFrame) -> pd.Series:
     mine = frame[(frame["source"] == "mi-bench") & (frame["model"] == "prn-mixup")]
     assert len(mine) == 1
@@ -143,10 +150,12 @@ def test_mean_std_worst_and_rank(full_store: Path, board_root: Path) -> None:
     # B (85) is ahead; A is unreliable and does not count; C (79) is behind 79.17
     assert row["rank"] == 2 and row["rank_by"] == "autoattack"
     md = rep.ranked_md[rep.ranked_md["model"] == "**prn-mixup**"].iloc[0]
-    assert md["adaptive"] == "79.17 ± 7.22 (25.00)"
-    assert md["adaptive"] == fmt_cell(mean, std, 0.25)
+    assert _no_ci(md["adaptive"]) == "79.17 ± 7.22 (25.00)"
+    assert _no_ci(md["adaptive"]) == fmt_cell(mean, std, 0.25)
+    assert row["adaptive_ci_low"] <= row["adaptive_mean"] <= row["adaptive_ci_high"]
+    assert row["adaptive_ci_high"] - row["adaptive_ci_low"] > 10, "n = 4: a wide interval"
     # oblivious: two seeds (1.0, 0.875), worst keeps 3 of 4 examples
-    assert md["oblivious"] == f"93.75 ± {100 * statistics.stdev([1, 0.875]):.2f} (75.00)"
+    assert _no_ci(md["oblivious"]) == f"93.75 ± {100 * statistics.stdev([1, 0.875]):.2f} (75.00)"
     # transfer: the minimum over surrogates (sB, 3/8), and the notes say which
     assert row["transfer_mean"] == pytest.approx(37.5)
     assert "surrogate sB" in row["notes"] and "others: surrogate sA: 50.00" in row["notes"]
@@ -185,7 +194,7 @@ def test_files_written_and_csv_marks_missing(full_store: Path, board_root: Path,
     sweep = pd.read_csv(out / "eps_sweep.csv", na_values=["—"], keep_default_na=False)
     assert sorted(sweep.loc[sweep["model"] == "prn-mixup", "eps"]) == ["4/255", "8/255"]
     md = (out / "report.md").read_text()
-    assert "| **mi-bench** |" in md and "79.17 ± 7.22 (25.00)" in md
+    assert "| **mi-bench** |" in md and "79.17 [" in md and "± 7.22 (25.00)" in md
     assert not list(out.glob(".*.tmp"))
 
 
@@ -337,3 +346,35 @@ def test_leaderboard_bad_top_exits_2(monkeypatch, capsys) -> None:
         cli_module.main()
     assert exc.value.code == 2
     assert capsys.readouterr().err.startswith("error: --top must be at least 1")
+
+
+def test_worst_over_attacks_is_the_per_image_minimum(tmp_path: Path, board_root: Path) -> None:
+    store = ResultStore(tmp_path / "r")
+    put(store, suite="pgd", adv=[[1, 1, 0, 1]])
+    put(store, suite="eot-pgd", adv=[[1, 0, 1, 1]])
+    rep = build_report(tmp_path / "r", "robustbench:cifar10:Linf", root=board_root)
+    (row,) = rep.sweep.to_dict("records")
+    assert row["oblivious_mean"] == 75.0 and row["eot_pgd_mean"] == 75.0
+    assert row["worst_over_attacks_mean"] == 50.0, "images 2 and 3 fall to different attacks"
+    lo, hi = wilson(2, 4)
+    assert row["worst_over_attacks_ci_low"] == pytest.approx(100 * lo, abs=1e-3)
+    assert row["worst_over_attacks_ci_high"] == pytest.approx(100 * hi, abs=1e-3)
+
+
+def test_a_row_never_mixes_image_sets(tmp_path: Path, board_root: Path) -> None:
+    store = ResultStore(tmp_path / "r")
+    put(store, suite="pgd", adv=[[1, 1, 0, 1, 1, 0]])  # 6 images
+    put(store, suite="eot-pgd", adv=[[1, 0, 1, 1]])  # the first 4
+    with pytest.raises(UserError, match=r"mixes image sets \(EOT-PGD on n=4 .*oblivious on n=6"):
+        build_report(tmp_path / "r", "robustbench:cifar10:Linf", root=board_root)
+
+
+def test_records_of_an_older_protocol_are_left_out(tmp_path: Path, board_root: Path,
+                                                   capsys) -> None:
+    store = ResultStore(tmp_path / "r")
+    put(store, suite="pgd", adv=[[1, 1, 0, 1]])
+    old = put(store, suite="eot-pgd", adv=[[0, 0, 0, 0]])
+    path = store.record_path(old["key"])
+    path.write_text(json.dumps({k: v for k, v in old.items() if k != "protocol"}))
+    rep = build_report(tmp_path / "r", "robustbench:cifar10:Linf", root=board_root)
+    assert rep.n_records == 1 and "older protocol" in capsys.readouterr().err
