@@ -233,3 +233,28 @@ def test_autoattack_randomness_check_fires_on_mi_with_standard(tmp_path, tiny_ch
     assert suite.version == "rand" and suite.effective_eot() == 20
     # K defaults to N = 4 partners: 2 attacks x 100 iterations x EOT 20 x (1 + K) passes
     assert suite.passes_per_image() == 2 * 100 * 20 * (1 + 4)
+
+
+def test_two_concurrent_runs_on_one_store_store_the_uninterrupted_record(tmp_path,
+                                                                          tiny_checkpoint):
+    """Both processes compute what they do not find; the record (costs included) is the one a
+    lone run stores, whichever process wrote it last."""
+    args = [sys.executable, "-m", "mi_bench.cli", "attack", "--checkpoint", str(tiny_checkpoint),
+            "--suite", "eot-pgd", "--steps", "3", "--eot-iter", "2", "--attack-draws", "2",
+            "--mi-n", "4", "--n-examples", "12", "--batch-size", "2", "--eval-repeats", "2",
+            "--no-sanity", "--no-progress"]
+    env = {k: v for k, v in os.environ.items() if k != "MI_BENCH_DATA"}
+    env["OMP_NUM_THREADS"] = "1"
+    shared = tmp_path / "shared"
+    procs = [subprocess.Popen(args + ["--out", str(shared)], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-2000:]
+    lone = subprocess.run(args + ["--out", str(tmp_path / "lone")], env=env, capture_output=True,
+                          text=True, check=False)
+    assert lone.returncode == 0, lone.stderr[-2000:]
+    (ra,), (rb,) = ResultStore(shared).records(), ResultStore(tmp_path / "lone").records()
+    timing = ("created", "seconds", "data_path")
+    assert {k: v for k, v in ra.items() if k not in timing} == \
+        {k: v for k, v in rb.items() if k not in timing}
