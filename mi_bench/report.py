@@ -318,6 +318,11 @@ class Row:
             out.append(f"transfer from {self.cells['transfer'].records[0].get('surrogate')}")
         if self.rank_suite == "eot-pgd":
             out.append("no AutoAttack record: rank from EOT-PGD")
+        aa, eot = self.cells.get("autoattack"), self.cells.get("eot-pgd")
+        if aa is not None and eot is not None and aa.mean > eot.mean:
+            out.append(f"AutoAttack reads above EOT-PGD ({100 * aa.mean:.2f} > "
+                       f"{100 * eot.mean:.2f}) on the same images: the weaker number is not the "
+                       "robustness; see worst over attacks")
         return out + self.problems + [p for c in self.cells.values() for p in c.problems]
 
 

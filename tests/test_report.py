@@ -378,3 +378,11 @@ def test_records_of_an_older_protocol_are_left_out(tmp_path: Path, board_root: P
     path.write_text(json.dumps({k: v for k, v in old.items() if k != "protocol"}))
     rep = build_report(tmp_path / "r", "robustbench:cifar10:Linf", root=board_root)
     assert rep.n_records == 1 and "older protocol" in capsys.readouterr().err
+
+
+def test_autoattack_above_eot_pgd_is_flagged(tmp_path: Path, board_root: Path) -> None:
+    store = ResultStore(tmp_path / "r")
+    put(store, suite="autoattack", adv=[[1, 1, 0, 1]])
+    put(store, suite="eot-pgd", adv=[[1, 0, 0, 1]])
+    rep = build_report(tmp_path / "r", "robustbench:cifar10:Linf", root=board_root)
+    assert "AutoAttack reads above EOT-PGD (75.00 > 50.00)" in rep.sweep.iloc[0]["notes"]
