@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 NORMS = ("Linf", "L2")
+LOSSES = ("ce", "dlr", "margin")
 
 
 def dlr_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -30,7 +31,17 @@ def attack_loss(out: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
         return F.cross_entropy(out, y, reduction="none")
     if loss == "dlr":
         return dlr_loss(out, y)
-    raise ValueError(f"unknown loss {loss!r}; expected 'ce' or 'dlr'")
+    if loss == "margin":
+        return margin_loss(out, y)
+    raise ValueError(f"unknown loss {loss!r}; expected one of {LOSSES}")
+
+
+def margin_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Carlini-Wagner margin: best other output minus the true one (> 0 means wrong). On a
+    randomized defense it is taken on the log of the mean output, where CE can saturate."""
+    z_y = out.gather(1, y[:, None]).squeeze(1)
+    other = out.masked_fill(F.one_hot(y, out.shape[1]).bool(), float("-inf")).amax(1)
+    return other - z_y
 
 
 def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float, norm: str) -> torch.Tensor:

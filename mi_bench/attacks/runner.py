@@ -21,7 +21,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from mi_bench.attacks.pgd import NORMS, attack_loss
+from mi_bench.attacks.ensemble import MEMBERS, EnsembleSuite, ensemble_applies, member_list
+from mi_bench.attacks.pgd import LOSSES, NORMS, attack_loss
 from mi_bench.attacks.suites import (
     AA_ATTACKS,
     AA_VERSIONS,
@@ -106,11 +107,12 @@ class AttackConfig:
         if self.aa_version == "custom" and not self.aa_attacks:
             raise UserError("--aa-version custom needs --aa-attacks, e.g. apgd-ce,apgd-dlr")
         if self.aa_attacks:
-            bad = [a for a in self.aa_attacks if a not in AA_ATTACKS]
+            known = MEMBERS if self.aa_version == "ensemble" else AA_ATTACKS + MEMBERS
+            bad = [a for a in self.aa_attacks if a not in known]
             if bad:
-                raise UserError(f"unknown AutoAttack attack(s) {bad}; expected {AA_ATTACKS}")
-        if self.loss not in ("ce", "dlr"):
-            raise UserError(f"unknown loss {self.loss!r}; expected 'ce' or 'dlr'")
+                raise UserError(f"unknown AutoAttack attack(s) {bad}; expected {known}")
+        if self.loss not in LOSSES:
+            raise UserError(f"unknown loss {self.loss!r}; expected one of {LOSSES}")
         if self.variant not in ("pgd", "apgd"):
             raise UserError(f"unknown variant {self.variant!r}; expected 'pgd' or 'apgd'")
         if self.variant == "apgd" and self.targeted:
@@ -210,6 +212,17 @@ class AttackRun:
         calls_cost = self.defense.passes_per_call(k) if self.cfg.suite in ("autoattack",
                                                                              "eot-pgd") else 1
         stochastic = self.stochastic_attack
+        if c.suite == "autoattack" and ensemble_applies(self.defense.randomized, c.aa_version):
+            bad = [a for a in c.aa_attacks or [] if a not in MEMBERS]
+            if bad:
+                raise UserError(f"{bad} are not ensemble members; expected {MEMBERS} (or "
+                                "--aa-version custom for pyautoattack's list)")
+            return EnsembleSuite(
+                lambda s, d: self.defense.wrap(self.base, s, d, c.max_batch),
+                self.defense.passes_per_call, c.norm, eps, draws=k or 1,
+                eot_iter=c.eot_iter or (20 if self.defense.randomized else 1),
+                n_iter=c.steps or 100, restarts=c.restarts, members=member_list(c.aa_attacks),
+                num_classes=self.card.get("num_classes", 10))
         if c.suite == "autoattack":
             version = c.aa_version or ("rand" if stochastic else "standard")
             if c.aa_attacks and version != "custom":
@@ -331,6 +344,9 @@ class AttackRun:
         robust = adv & clean
         warnings = sorted({str(w) for i in done for w in done[i]["warnings"]})
         own = [done[i]["own"] for i in range(n_batches) if "own" in done[i]]
+        members = sorted(k.removeprefix("member_") for k in done[0] if k.startswith("member_"))
+        per_member = {m: np.concatenate([done[i][f"member_{m}"] for i in range(n_batches)], 1)
+                      for m in members}
         record = {
             "key": key, **ident, "eps_label": c.eps_label, "data_path": self.test.source,
             "clean_acc": float(clean.mean()), "clean_worst_acc": float(clean.all(0).mean()),
@@ -340,6 +356,9 @@ class AttackRun:
             "seconds": float(sum(float(done[i]["seconds"]) for i in done)),
             "estimated_passes": estimate, "flags": flags, "warnings": warnings,
             "autoattack_own_acc": float(np.concatenate(own).mean()) if own else None,
+            "ensemble": {m: {"robust_acc": float((per_member[m] & clean).mean()),
+                             "wins": int(sum(int(done[i][f"wins_{m}"]) for i in done))}
+                         for m in members} or None,
             "model_card": {k: self.card.get(k) for k in ("arch", "method", "seed", "epochs",
                                                           "clean_acc", "dataset")},
             "forwards_per_prediction": self.defense.passes_per_prediction(),
@@ -359,7 +378,8 @@ class AttackRun:
         record["flags"]["weaker_attack_stronger"] = self.monotonicity(record)
         for msg in record["flags"]["weaker_attack_stronger"]:
             self.log(f"WARNING: {msg}")
-        self.store.write(key, record, {"clean": clean, "adv": adv})
+        self.store.write(key, record, {"clean": clean, "adv": adv,
+                                       **{f"adv_{m}": a for m, a in per_member.items()}})
         return record
 
     def passes(self) -> tuple[int, int]:
@@ -370,23 +390,35 @@ class AttackRun:
         c = self.cfg
         x, y = self.test.float_images(lo, hi), self.test.labels[lo:hi]
         atk_mi, atk, decide, ev_clean, ev_adv = batch_seeds(seed, b).values()
-        f0, b0 = self.passes()
         t0 = time.time()
+        clean, clean_forwards = self._clean(ident, lo, hi, x, y, ev_clean)
+        f0, b0 = self.passes()
         model = self.attack_model(atk_mi)
         if self.stochastic_attack:
             model = DecisionView(model, self.eval_model(decide))
         suite = self.suite(model)
-        x_adv = suite.perturb(x, y, atk)
+        if isinstance(suite, EnsembleSuite):
+            def evaluate(x_adv: torch.Tensor, idx: np.ndarray, member: int) -> np.ndarray:
+                check_valid(x_adv, x[idx], c.eps, c.norm)
+                draws = int(np.random.SeedSequence([ev_adv, member]).generate_state(1)[0])
+                return correct_matrix(self.eval_model(draws), x_adv, y[idx],
+                                      c.eval_repeats).numpy()
+
+            x_adv, adv = suite.perturb(x, y, atk, clean, evaluate)
+        else:
+            x_adv = suite.perturb(x, y, atk)
+            adv = correct_matrix(self.eval_model(ev_adv), x_adv, y, c.eval_repeats).numpy()
         check_valid(x_adv, x, c.eps, c.norm)
-        adv = correct_matrix(self.eval_model(ev_adv), x_adv, y, c.eval_repeats).numpy()
         f1, b1 = self.passes()
-        clean, clean_forwards = self._clean(ident, lo, hi, x, y, ev_clean)
         out = {"clean": clean, "adv": adv, "forwards": np.int64(f1 - f0 + clean_forwards),
                "backwards": np.int64(b1 - b0),
                "seconds": np.float64(time.time() - t0),
                "warnings": np.array(suite.warnings, dtype=str)}
         if getattr(suite, "own_correct", None) is not None:
             out["own"] = suite.own_correct.numpy()
+        for name, correct in getattr(suite, "results", {}).items():
+            out[f"member_{name}"] = correct
+            out[f"wins_{name}"] = np.int64(suite.wins[name])
         return out
 
     def _clean(self, ident: dict, lo: int, hi: int, x: torch.Tensor, y: torch.Tensor,

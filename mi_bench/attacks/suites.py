@@ -21,7 +21,7 @@ from torch import nn
 
 from mi_bench.attacks.pgd import attack_loss, pgd
 
-AA_VERSIONS = ("standard", "rand", "plus", "custom")
+AA_VERSIONS = ("standard", "rand", "plus", "custom", "ensemble")
 AA_ATTACKS = ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t")
 
 

@@ -37,13 +37,18 @@ FULL_TEST_SET = 10_000
               type=click.IntRange(min=1), default=3, show_default=True,
               help="draws K of a randomized defense inside each attack forward (MI: partners; "
                    "evaluation keeps N)")
-@click.option("--aa-version", type=click.Choice(["standard", "rand", "plus", "custom"]),
-              default=None, help="[standard on deterministic models, rand on randomized ones]")
-@click.option("--aa-attacks", default=None, help="custom AutoAttack list, e.g. apgd-ce,apgd-dlr")
+@click.option("--aa-version", type=click.Choice(["standard", "rand", "plus", "custom",
+                                                 "ensemble"]), default=None,
+              help="[standard on deterministic models; ensemble on randomized ones: every point "
+                   "attacked by every member on many draws; rand: as published]")
+@click.option("--aa-attacks", default=None,
+              help="custom AutoAttack list, e.g. apgd-ce,apgd-dlr; ensemble members: apgd-ce, "
+                   "apgd-dlr, apgd-t, eot-pgd-ce, eot-pgd-margin")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
-              help="PGD steps [eot-pgd 100, pgd/transfer 10]")
+              help="PGD steps [eot-pgd 100, pgd/transfer 10]; the ensemble's iterations [100]")
 @click.option("--step-size", default=None, help="PGD step [eot-pgd 2.5 eps/steps; pgd/transfer eps/4, the paper's 2/255 at 8/255]")
-@click.option("--loss", type=click.Choice(["ce", "dlr"]), default="ce", show_default=True)
+@click.option("--loss", type=click.Choice(["ce", "dlr", "margin"]), default="ce",
+              show_default=True, help="PGD loss; margin: best other minus true output")
 @click.option("--restarts", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--eot-iter", type=click.IntRange(min=1), default=None,
               help="gradient samples per step [20 on randomized defenses]")

@@ -1,0 +1,96 @@
+"""AutoAttack for randomized defenses: the published rand credits points it never attacked; the
+ensemble attacks every point right in at least one draw, on many draws, with every member."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mi_bench.attacks.runner import AttackConfig, AttackRun
+from mi_bench.defenses import registry
+from mi_bench.defenses.registry import Defense, register
+from mi_bench.results import ResultStore
+
+
+class FlakyModule(nn.Module):
+    """The base model, except that each draw, per image, answers a wrong class with prob p."""
+
+    randomized = True
+
+    def __init__(self, model, p, generator, draws):
+        super().__init__()
+        self.model, self.p, self.generator, self.draws = model, p, generator, draws
+
+    def forward(self, x):
+        probs = F.softmax(self.model(x), 1)
+        total = 0
+        for _ in range(self.draws):
+            flip = torch.rand(x.shape[0], generator=self.generator) < self.p
+            wrong = F.one_hot((probs.argmax(1) + 1) % probs.shape[1], probs.shape[1]).float()
+            total = total + torch.where(flip[:, None], 0.9 * wrong + 0.1 * probs, probs)
+        return (total / self.draws).clamp_min(1e-12).log()
+
+
+@pytest.fixture()
+def flaky():
+    @register("test-flaky")
+    class Flaky(Defense):
+        def __init__(self, name, card, options, data_dir=None):
+            super().__init__(name)
+
+        def settings(self):
+            return {"p": 0.5}
+
+        def passes_per_call(self, draws=None):
+            return 1
+
+        def wrap(self, model, seed, draws=None, max_batch=64):
+            return FlakyModule(model, 0.5, torch.Generator().manual_seed(seed), draws or 1)
+
+    yield "test-flaky"
+    registry._REGISTRY.pop("test-flaky")
+
+
+def _run(tmp_path, ckpt, **kw):
+    cfg = AttackConfig(checkpoint=str(ckpt), defense="test-flaky", suite="autoattack",
+                       eps=16 / 255, eps_label="16/255", n_examples=16, batch_size=16,
+                       eval_repeats=4, eot_iter=2, attack_draws=1, sanity=False, **kw)
+    return AttackRun(cfg, ResultStore(tmp_path / "store"), progress=False, log=lambda m: None)
+
+
+def test_published_rand_credits_unattacked_points_the_ensemble_attacks_them(tmp_path, flaky,
+                                                                             tiny_checkpoint):
+    rand = _run(tmp_path, tiny_checkpoint, aa_version="rand").run_seed(0)
+    ens_run = _run(tmp_path, tiny_checkpoint, steps=10)
+    assert ens_run.suite(ens_run.attack_model(0)).settings()["version"] == "ensemble"
+    ens = ens_run.run_seed(0)
+    store = ResultStore(tmp_path / "store")
+    clean = store.load_examples(ens["key"])["clean"]
+    assert np.array_equal(clean, store.load_examples(rand["key"])["clean"]), "same clean draws"
+    # rand never attacked the points its one clean draw got wrong and returned them clean;
+    # the R-draw evaluation then finds them right in some draws and credits them
+    ex_rand = store.load_examples(rand["key"])
+    credited = (ex_rand["adv"] & ex_rand["clean"]).any(0)
+    assert rand["robust_acc"] > 0 and credited.any()
+    assert clean[:, credited].any(0).all(), "each credited point is right in a clean draw"
+    # the ensemble attacks every such point; at 16/255 the tiny model breaks wherever attacked
+    assert ens["robust_acc"] == 0.0
+    ex = store.load_examples(ens["key"])
+    members = ("apgd-ce", "apgd-dlr", "eot-pgd-ce", "eot-pgd-margin")
+    assert set(ens["ensemble"]) == set(members)
+    assert sum(m["wins"] for m in ens["ensemble"].values()) > 0
+    # each example's score is the minimum over members of its mean over draws
+    per_member = np.stack([(ex[f"adv_{m}"] & ex["clean"]).mean(0) for m in members])
+    assert np.allclose((ex["adv"] & ex["clean"]).mean(0), per_member.min(0))
+
+
+def test_ensemble_cost_estimate_counts_many_draws_per_apgd_forward(tmp_path, flaky,
+                                                                    tiny_checkpoint):
+    suite = _run(tmp_path, tiny_checkpoint, steps=10).suite(None)
+    # apgd-ce and apgd-dlr: 10 iterations, one forward of K x EOT = 2 draws (1 pass each here);
+    # eot-pgd-ce and -margin: 10 steps x EOT 2 x 1 pass
+    assert suite.passes_per_image() == 2 * 10 * 1 + 2 * 10 * 2 * 1
+    assert suite.settings()["apgd_draws_per_forward"] == 2
