@@ -19,15 +19,15 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, ScalarFormatter
 
-from mi_bench.report import (
+from mi_bench.results import atomic_write_bytes, dotted_get
+from mi_bench.rows import (
     IDENTITY_FIELDS,
     SUITE_COLUMN,
     SUITES,
     Row,
-    _slug,
     flat_identity,
+    slug,
 )
-from mi_bench.results import atomic_write_bytes, dotted_get
 
 MIN_Y_SPAN = 10.0  # percentage points: the narrowest accuracy axis a sweep plot gets
 # (file stem, dotted record key, axis label, title, also draw clean accuracy)
@@ -125,7 +125,7 @@ def plot_eps(rows: list[Row], folder: Path) -> Plots:
         fig.suptitle(f"{model}: robust accuracy against eps ({norm}); bars: 95% over images, "
                      "band: min..max over seeds",
                      fontsize=9)
-        result.files.append(_save(fig, folder / f"eps_{_slug(model)}_{norm}.png"))
+        result.files.append(_save(fig, folder / f"eps_{slug(model)}_{norm}.png"))
     return result
 
 

@@ -22,397 +22,29 @@ from __future__ import annotations
 
 import json
 import math
-import re
-import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from mi_bench.errors import UserError
-from mi_bench.intervals import interval
 from mi_bench.leaderboard import DEFAULT_ROOT, SNAPSHOT_FILE, load_leaderboard, rank_of
-from mi_bench.results import PROTOCOL, ResultStore, atomic_write_text
+from mi_bench.model_info import write_model_info
+from mi_bench.results import atomic_write_text
+from mi_bench.rows import (
+    CSV_PREFIX,
+    HEADLINE_EPS,
+    MISSING,
+    SUITE_COLUMN,
+    SUITES,
+    WORST_COLUMN,
+    Row,
+    collect_rows,
+    is_headline,
+    read_records,
+)
 
-MISSING = "—"
-SUITES = ("pgd", "autoattack", "eot-pgd", "transfer")
-SUITE_COLUMN = {"pgd": "oblivious", "autoattack": "adaptive", "eot-pgd": "EOT-PGD",
-                "transfer": "transfer"}
-WORST_COLUMN = "worst over attacks"
-CSV_PREFIX = {"pgd": "oblivious", "autoattack": "adaptive", "eot-pgd": "eot_pgd",
-              "transfer": "transfer"}
-HEADLINE_EPS = {"Linf": 8 / 255, "L2": 0.5}
-EPS_TOL = 1e-6
 FORMATS = ("md", "csv")
-# What makes a row, what makes an attack setting within a row's suite, and the seed on top.
-ROW_FIELDS = ("checkpoint", "checkpoint_sha256", "defense", "defense_settings", "norm", "eps")
-VARIANT_FIELDS = ("attack", "attack_draws", "n", "eval_repeats", "data", "surrogate",
-                  "surrogate_sha256")
-IDENTITY_FIELDS = (*ROW_FIELDS, "suite", *VARIANT_FIELDS, "seed")
-REQUIRED = ("key", "checkpoint", "defense", "suite", "norm", "eps", "seed", "n", "clean_acc",
-            "robust_acc")
-SHORT = {"attack.eot_iter": "EOT", "attack_draws": "K", "attack.steps": "steps",
-         "attack.restarts": "restarts", "attack.step_size": "step", "attack.loss": "loss",
-         "attack.version": "AutoAttack", "attack.attacks": "attacks", "attack.variant": "variant",
-         "attack.targeted": "targeted", "eval_repeats": "draws", "surrogate_sha256": "surrogate sha256",
-         "attack.n_iter": "iterations"}
-HIDDEN = ("surrogate_sha256",)  # differs whenever the surrogate does; the name says enough
-
-MI_PAPER = {"link": "https://arxiv.org/abs/1909.11515",
-            "name": "Mixup Inference: Better Exploiting Mixup to Defend Adversarial Attacks",
-            "authors": "Tianyu Pang, Kun Xu, Jun Zhu", "venue": "ICLR 2020"}
-METHOD_PAPERS = {
-    "mixup": {"link": "https://arxiv.org/abs/1710.09412",
-              "name": "mixup: Beyond Empirical Risk Minimization",
-              "authors": "Hongyi Zhang, Moustapha Cisse, Yann N. Dauphin, David Lopez-Paz",
-              "venue": "ICLR 2018"},
-    "iat": {"link": "https://arxiv.org/abs/1906.06784",
-            "name": "Interpolated Adversarial Training: Achieving Robust Neural Networks without "
-                    "Sacrificing Too Much Accuracy",
-            "authors": "Alex Lamb, Vikas Verma, Juho Kannala, Yoshua Bengio",
-            "venue": "AISec 2019"},
-}
-
-
-# -- reading the store -------------------------------------------------------------------------
-
-
-def flat_identity(record: dict, fields: tuple[str, ...] = IDENTITY_FIELDS) -> dict[str, str]:
-    """Dotted identity fields as JSON text, so records compare key by key (``attack.eot_iter``)."""
-    out = {}
-    for f in fields:
-        value = record.get(f)
-        if f == "eps" and value is not None:
-            value = round(float(value), 8)
-        if isinstance(value, dict):
-            for k, v in value.items():
-                out[f"{f}.{k}"] = json.dumps(v, sort_keys=True)
-        else:
-            out[f] = json.dumps(value, sort_keys=True)
-    return out
-
-
-def read_records(results: str | Path) -> tuple[ResultStore, list[dict]]:
-    """All finished records, each checked for the fields a report needs (errors name the file)."""
-    store = ResultStore(results)
-    folder = store.root / "records"
-    records, stale = [], []
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        try:
-            rec = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise UserError(f"{path}: unreadable record: {exc}") from None
-        if not isinstance(rec, dict):
-            raise UserError(f"{path}: a record should be a JSON object")
-        if rec.get("protocol") != PROTOCOL:
-            stale.append(path)  # made by an older protocol: regenerate it, never mix it in
-            continue
-        absent = [k for k in REQUIRED if k not in rec]
-        if absent:
-            raise UserError(f"{path}: record lacks {absent}")
-        records.append(rec)
-    if stale:
-        print(f"note: {len(stale)} record(s) in {folder} were made under an older protocol than "
-              f"{PROTOCOL} and are left out; rerun their commands to regenerate them",
-              file=sys.stderr)
-    return store, records
-
-
-@dataclass
-class Variant:
-    """One attack setting of one suite on one row: a record per seed."""
-
-    records: list[dict]
-    ident: dict[str, str]
-
-    @property
-    def accs(self) -> np.ndarray:
-        return np.array([r["robust_acc"] for r in self.records], dtype=float)
-
-    @property
-    def mean(self) -> float:
-        return float(self.accs.mean())
-
-
-@dataclass
-class Cell:
-    """The number shown for one suite of one row: the strongest variant, with what it beat."""
-
-    suite: str
-    chosen: Variant
-    others: list[Variant]
-    worst: float
-    problems: list[str]
-    scores: dict | None = None  # per example: robust, clean (share right), worst (bool)
-
-    @property
-    def records(self) -> list[dict]:
-        return self.chosen.records
-
-    @property
-    def ci(self) -> tuple[float, float]:
-        """95% interval over images of the robust accuracy."""
-        return interval(self.scores["robust"]) if self.scores else (math.nan, math.nan)
-
-    @property
-    def clean_ci(self) -> tuple[float, float]:
-        return interval(self.scores["clean"]) if self.scores else (math.nan, math.nan)
-
-    @property
-    def mean(self) -> float:
-        return self.chosen.mean
-
-    @property
-    def std(self) -> float:
-        accs = self.chosen.accs
-        return float(accs.std(ddof=1)) if len(accs) > 1 else math.nan
-
-    @property
-    def clean_mean(self) -> float:
-        return float(np.mean([r["clean_acc"] for r in self.records]))
-
-    @property
-    def clean_std(self) -> float:
-        c = np.array([r["clean_acc"] for r in self.records], dtype=float)
-        return float(c.std(ddof=1)) if len(c) > 1 else math.nan
-
-    @property
-    def seeds(self) -> list[int]:
-        return [r["seed"] for r in self.records]
-
-    @property
-    def n(self) -> int:
-        return int(self.records[0]["n"])
-
-    def choice_note(self) -> str:
-        """Which setting won when several were run ('' when only one was)."""
-        if not self.others:
-            return ""
-        variants = [self.chosen, *self.others]
-        keys = sorted({k for v in variants for k in v.ident
-                       if k not in HIDDEN and any(w.ident.get(k) != v.ident.get(k)
-                                                  for w in variants)})
-
-        def desc(v: Variant) -> str:
-            return ", ".join(f"{SHORT.get(k, k)} {_plain(v.ident.get(k))}" for k in keys)
-
-        others = "; ".join(f"{desc(v)}: {100 * v.mean:.2f}" for v in self.others)
-        return (f"{SUITE_COLUMN[self.suite]}: strongest of {len(variants)} settings "
-                f"({desc(self.chosen)}); others: {others}")
-
-
-def _plain(text: str | None) -> str:
-    if text is None:
-        return "unset"
-    value = json.loads(text)
-    if isinstance(value, list):
-        return "+".join(map(str, value))
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
-def example_scores(store: ResultStore, records: list[dict]) -> tuple[dict | None, list[str]]:
-    """Per example, over every seed and draw: the robust and clean scores (share right) and the
-    worst case (right in all). None, with a problem, if the arrays are missing or misfit."""
-    robust, clean, worst = [], [], None
-    for r in records:
-        try:
-            ex = store.load_examples(r["key"])
-            adv, cl = np.asarray(ex["adv"], bool), np.asarray(ex["clean"], bool)
-        except (OSError, KeyError, ValueError, UserError) as exc:
-            return None, [f"record {r['key']}: no per-example arrays ({exc})"]
-        rob = adv & cl
-        if worst is not None and rob.shape[1] != worst.shape[0]:
-            msg = (f"record {r['key']}: per-example arrays of shape {rob.shape} do not match "
-                   f"{worst.shape}")
-            return None, [msg]
-        robust.append(rob)
-        clean.append(cl)
-        worst = rob.all(0) if worst is None else worst & rob.all(0)
-    return {"robust": np.concatenate(robust).mean(0), "clean": np.concatenate(clean).mean(0),
-            "worst": worst}, []
-
-
-def _make_cell(store: ResultStore, suite: str, variants: list[Variant]) -> Cell:
-    """Strongest = lowest mean accuracy; ties go to more seeds, then more examples."""
-    ranked = sorted(variants, key=lambda v: (v.mean, -len(v.records), -int(v.records[0]["n"]),
-                                             json.dumps(v.ident, sort_keys=True)))
-    scores, problems = example_scores(store, ranked[0].records)
-    worst = float(scores["worst"].mean()) if scores else math.nan
-    return Cell(suite, ranked[0], ranked[1:], worst, problems, scores)
-
-
-@dataclass
-class Row:
-    """One evaluated (checkpoint, defense with its settings, norm, eps)."""
-
-    model: str
-    checkpoint: str
-    sha256: str | None
-    defense: str
-    settings: dict
-    defense_text: str
-    norm: str
-    eps: float
-    eps_label: str
-    dataset: str
-    forwards: int
-    card: dict
-    cells: dict[str, Cell] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def defense_label(self) -> str:
-        """The defense with the settings that are not a column of their own (N is)."""
-        return self.defense_text
-
-    @property
-    def worst_over_attacks(self) -> tuple[float, tuple[float, float]] | None:
-        """Per image the lowest robust score over the row's attacks, its mean and interval."""
-        scores = [c.scores["robust"] for c in self.cells.values() if c.scores is not None]
-        if not scores:
-            return None
-        low = np.min(np.stack(scores), axis=0)
-        return float(low.mean()), interval(low)
-
-    @property
-    def is_mi(self) -> bool:
-        return self.defense.startswith("mi-")
-
-    @property
-    def randomized(self) -> bool:
-        return self.forwards > 1 or self.defense != "none"
-
-    @property
-    def label(self) -> str:
-        return f"{self.model} + {self.defense_label}"
-
-    @property
-    def where(self) -> str:
-        return f"eps {self.eps_label} {self.norm}"
-
-    @property
-    def rank_suite(self) -> str | None:
-        """AutoAttack decides the rank; EOT-PGD stands in (marked) only when it is absent."""
-        return next((s for s in ("autoattack", "eot-pgd") if s in self.cells), None)
-
-    @property
-    def main_cell(self) -> Cell | None:
-        """The cell whose records give the clean accuracy and the seed/n columns."""
-        return next((self.cells[s] for s in ("autoattack", "eot-pgd", "pgd", "transfer")
-                     if s in self.cells), None)
-
-    def missing(self) -> list[str]:
-        return [f"missing: {SUITE_COLUMN[s]} for {self.label} ({self.where})"
-                for s in SUITES if s not in self.cells]
-
-    def notes(self) -> list[str]:
-        out = [c.choice_note() for c in self.cells.values() if c.choice_note()]
-        main = self.main_cell
-        for s, c in self.cells.items():
-            if main is not None and (c.seeds != main.seeds or c.n != main.n):
-                out.append(f"{SUITE_COLUMN[s]}: seeds {_seeds(c.seeds)}, n {c.n}")
-        if "transfer" in self.cells and not self.cells["transfer"].others:
-            out.append(f"transfer from {self.cells['transfer'].records[0].get('surrogate')}")
-        if self.rank_suite == "eot-pgd":
-            out.append("no AutoAttack record: rank from EOT-PGD")
-        aa, eot = self.cells.get("autoattack"), self.cells.get("eot-pgd")
-        if aa is not None and eot is not None and aa.mean > eot.mean:
-            out.append(f"AutoAttack reads above EOT-PGD ({100 * aa.mean:.2f} > "
-                       f"{100 * eot.mean:.2f}) on the same images: the weaker number is not the "
-                       "robustness; see worst over attacks")
-        return out + self.problems + [p for c in self.cells.values() for p in c.problems]
-
-
-def _seeds(seeds: list[int]) -> str:
-    return ",".join(map(str, seeds))
-
-
-def _row_flags(records: list[dict]) -> list[str]:
-    """Warnings the attack run stored (gradient masking, weaker-beats-stronger): never hidden."""
-    out = []
-    for r in records:
-        flags = r.get("flags") or {}
-        big = flags.get("large_eps") or {}
-        # a transfer attack never differentiates the target, so its large-eps result is no
-        # gradient-masking test (older records ran it anyway)
-        if big.get("masked") and r["suite"] != "transfer":
-            out.append(f"{SUITE_COLUMN.get(r['suite'], r['suite'])} seed {r['seed']}: possible "
-                       f"gradient masking (accuracy {big.get('acc', math.nan):.0%} at eps "
-                       f"{big.get('eps')})")
-        for msg in flags.get("weaker_attack_stronger") or []:
-            out.append(f"{SUITE_COLUMN.get(r['suite'], r['suite'])} seed {r['seed']}: {msg}")
-    return sorted(set(out))
-
-
-def _forwards(rec: dict) -> int:
-    return int(rec.get("forwards_per_prediction") or 1)
-
-
-def _check_one_image_set(row: Row, records: list[dict]) -> None:
-    """Every column of a row must be measured on the same images: refuse to mix them."""
-    sets: dict[tuple, set[str]] = {}
-    for r in records:
-        sets.setdefault((int(r["n"]), str(r.get("data"))), set()).add(
-            SUITE_COLUMN.get(r["suite"], r["suite"]))
-    if len(sets) > 1:
-        parts = "; ".join(f"{', '.join(sorted(cols))} on n={n} ({data})"
-                          for (n, data), cols in sorted(sets.items()))
-        raise UserError(f"{row.label} at {row.where} mixes image sets ({parts}); every column of "
-                        "a row must use the same images: rerun on one set or keep the records "
-                        "in separate stores")
-
-
-def collect_rows(store: ResultStore, records: list[dict]) -> list[Row]:
-    """Group records into rows, suites and attack variants; pick each cell's strongest variant."""
-    groups: dict[str, list[dict]] = {}
-    for rec in records:
-        groups.setdefault(json.dumps(flat_identity(rec, ROW_FIELDS), sort_keys=True),
-                          []).append(rec)
-    names: dict[str, set] = {}
-    for rec in records:
-        names.setdefault(rec["checkpoint"], set()).add(rec.get("checkpoint_sha256"))
-    rows = []
-    for recs in groups.values():
-        first = recs[0]
-        sha = first.get("checkpoint_sha256")
-        model = str(first["checkpoint"])
-        if len(names[first["checkpoint"]]) > 1:
-            model = f"{model}@{(sha or 'unknown')[:8]}"
-        card = first.get("model_card") or {}
-        row = Row(model=model, checkpoint=str(first["checkpoint"]), sha256=sha,
-                  defense=first["defense"], settings=first.get("defense_settings") or {},
-                  defense_text=first.get("defense_label") or first["defense"], norm=first["norm"],
-                  eps=float(first["eps"]), eps_label=str(first.get("eps_label") or
-                                                         f"{first['eps']:.4g}"),
-                  dataset=card.get("dataset") or "cifar10", forwards=_forwards(first), card=card)
-        for suite in SUITES:
-            variants: dict[str, dict[int, dict]] = {}
-            idents: dict[str, dict[str, str]] = {}
-            for rec in (r for r in recs if r["suite"] == suite):
-                ident = flat_identity(rec, VARIANT_FIELDS)
-                vkey = json.dumps(ident, sort_keys=True)
-                idents[vkey] = ident
-                seeds = variants.setdefault(vkey, {})
-                old = seeds.get(rec["seed"])
-                if old is not None:
-                    row.problems.append(f"{SUITE_COLUMN[suite]}: records {old['key']} and "
-                                        f"{rec['key']} repeat seed {rec['seed']}; kept the newer")
-                if old is None or str(rec.get("created", "")) >= str(old.get("created", "")):
-                    seeds[rec["seed"]] = rec
-            if variants:
-                row.cells[suite] = _make_cell(store, suite, [
-                    Variant([s[k] for k in sorted(s)], idents[v]) for v, s in variants.items()])
-        _check_one_image_set(row, recs)
-        odd = sorted({r["suite"] for r in recs} - set(SUITES))
-        if odd:
-            row.problems.append(f"records of unknown suite(s) {odd} ignored")
-        row.problems.extend(_row_flags([r for c in row.cells.values() for r in c.records]))
-        rows.append(row)
-    rows.sort(key=lambda r: (r.model, r.defense_label, r.forwards, r.norm, r.eps))
-    return rows
 
 
 # -- baseline ----------------------------------------------------------------------------------
@@ -569,9 +201,6 @@ class Report:
     board_size: int
 
 
-def _is_headline(row: Row, norm: str) -> bool:
-    return row.norm == norm and abs(row.eps - HEADLINE_EPS[norm]) < EPS_TOL
-
 
 def build_report(results: str | Path, baseline: str = "robustbench:cifar10:Linf",
                  root: Path | None = None) -> Report:
@@ -584,7 +213,7 @@ def build_report(results: str | Path, baseline: str = "robustbench:cifar10:Linf"
     if threat not in HEADLINE_EPS:
         raise UserError(f"no headline eps for threat {threat!r}; known: {sorted(HEADLINE_EPS)}")
     rows = collect_rows(store, records)
-    headline = [r for r in rows if _is_headline(r, threat) and r.dataset == dataset]
+    headline = [r for r in rows if is_headline(r, threat) and r.dataset == dataset]
     unranked = sorted({f"not ranked: {r.label} is a {r.dataset} model; the baseline is "
                        f"{dataset}" for r in rows if r.dataset != dataset})
     missing = [m for r in headline for m in r.missing()]
@@ -613,6 +242,7 @@ def build_report(results: str | Path, baseline: str = "robustbench:cifar10:Linf"
         num.update({"clean_ci_low": math.nan, "clean_ci_high": math.nan,
                     "worst_over_attacks_mean": math.nan, "worst_over_attacks_ci_low": math.nan,
                     "worst_over_attacks_ci_high": math.nan})
+        num.update({"rank_best": pd.NA, "rank_worst": pd.NA, "randomized": False})
         num.update({"adaptive_mean": b["autoattack_acc"], "seeds": pd.NA, "n": pd.NA,
                     "eps": b["eps"], "norm": threat, "dataset": dataset,
                     "checkpoint_sha256": "", "notes": "; ".join(notes)})
@@ -629,15 +259,21 @@ def build_report(results: str | Path, baseline: str = "robustbench:cifar10:Linf"
         # ranked at the shown precision (RobustBench's two decimals): a shown tie is a tie
         acc = round(100 * row.cells[suite].mean, 2) if suite else math.nan
         rank = rank_of(acc, board) if suite else pd.NA
-        num = {"rank": rank, "rank_by": suite or "", "source": "mi-bench", **num}
+        # where the 95% interval over images would fall: a range of ranks, not one rank
+        lo, hi = row.cells[suite].ci if suite else (math.nan, math.nan)
+        span = (rank_of(round(100 * hi, 2), board), rank_of(round(100 * lo, 2), board)) \
+            if suite and not math.isnan(lo) else (pd.NA, pd.NA)
+        num = {"rank": rank, "rank_by": suite or "", "source": "mi-bench", **num,
+               "rank_best": span[0], "rank_worst": span[1], "randomized": row.randomized}
         md = {"rank": MISSING if suite is None else (
-            str(rank) + (" (EOT-PGD)" if suite == "eot-pgd" else "")),
+            f"{rank} ({span[0]}–{span[1]})" + (" (EOT-PGD)" if suite == "eot-pgd" else "")),
             "source": "**mi-bench**", **_md_cells(row)}
         entries.append((acc, 1, num, md))
     entries.sort(key=lambda e: (math.isnan(e[0]), -e[0] if not math.isnan(e[0]) else 0, e[1],
                                 e[2]["model"]))
     ranked = pd.DataFrame([e[2] for e in entries])
-    for col in ("rank", "N", "seeds", "n"):
+    ranked["randomized"] = ranked["randomized"].fillna(False).astype(bool)
+    for col in ("rank", "N", "seeds", "n", "rank_best", "rank_worst"):
         ranked[col] = ranked[col].astype("Int64")
     ranked_md = pd.DataFrame([e[3] for e in entries])
 
@@ -654,6 +290,9 @@ def build_report(results: str | Path, baseline: str = "robustbench:cifar10:Linf"
                   snapshot_date=_snapshot_date(root), board_size=len(board))
 
 
+RANDOMIZED_NOTE = ("Not leaderboard entries: each rank is where the number would fall among the "
+                   "deterministic entries above, with the range its 95% interval over images "
+                   "spans.")
 LEGEND = (
     "Cells are accuracy in percent: `mean [95% interval over images] ± std over seeds (worst "
     "case)`. The interval is a bootstrap over images of each image's share of correct (seed, "
@@ -682,14 +321,21 @@ def render_markdown(rep: Report, skipped: list[str] | None = None,
                     files: list[str] | None = None) -> str:
     """The whole ``report.md``."""
     snap = f", snapshot {rep.snapshot_date}" if rep.snapshot_date else ""
+    randomized = rep.ranked["randomized"].to_numpy(dtype=bool)
     lines = [
         "# mi-bench report", "",
         f"- results: `{rep.results}` ({rep.n_records} records, {len(rep.rows)} rows over all eps)",
         f"- baseline: RobustBench {rep.dataset} {rep.threat} ({rep.board_size} entries{snap})",
         f"- headline eps: {rep.headline_label} ({rep.threat}); every eps: `eps_sweep.md`", "",
         LEGEND, "", f"## Ranked at eps {rep.headline_label} {rep.threat}", "",
-        _table(rep.ranked_md), "", "## Missing", "",
+        _table(rep.ranked_md[~randomized]), "",
     ]
+    if randomized.any():
+        lines += [
+            "## Randomized defenses (RobustBench admits only deterministic ones)", "",
+            RANDOMIZED_NOTE, "",
+            _table(rep.ranked_md[randomized]), ""]
+    lines += ["## Missing", ""]
     lines += [f"- {m}" for m in rep.missing] or ["- nothing: every column is measured"]
     lines += ["", "## Notes", ""]
     notes = [f"- {r.label} (N {r.forwards}): {n}" for r in rep.headline for n in r.notes()]
@@ -773,107 +419,3 @@ def write_report(rep: Report, out: str | Path, formats: list[str] | tuple[str, .
         files += paths
     return Written(files, notes)
 
-
-# -- RobustBench-format entries ----------------------------------------------------------------
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")
-
-
-def _step(step: float, norm: str) -> str:
-    """Linf steps read as k/255, the unit every paper uses."""
-    return f"{step * 255:.3g}/255" if norm == "Linf" else f"{step:.4g}"
-
-
-def _attack_text(rec: dict) -> str:
-    """One record's attack settings in words, for footnotes."""
-    a = rec.get("attack") or {}
-    if rec["suite"] == "autoattack":
-        text = (f"AutoAttack {a.get('version')} ({', '.join(a.get('attacks') or [])}), "
-                f"{a.get('n_iter', 100)} iterations, EOT {a.get('eot_iter')}, restarts "
-                f"{a.get('restarts')}")
-    else:
-        name = "APGD" if a.get("variant") == "apgd" else "PGD"
-        step = a.get("step_size")
-        text = (f"{'targeted ' if a.get('targeted') else ''}{name}-{a.get('loss', 'ce').upper()}"
-                f" {a.get('steps')} steps" + (f", step {_step(step, rec['norm'])}" if step else "") +
-                f", EOT {a.get('eot_iter')}, restarts {a.get('restarts')}")
-    if rec.get("attack_draws"):
-        text += f", K={rec['attack_draws']} defense draws inside each attack forward"
-    if rec["suite"] == "transfer":
-        text += f", transferred from {rec.get('surrogate')}"
-    return text
-
-
-def model_info_entry(row: Row) -> dict | None:
-    """RobustBench ``model_info`` fields for one row; None without an adaptive number."""
-    suite = row.rank_suite
-    if suite is None:
-        return None
-    cell = row.cells[suite]
-    rec = cell.records[0]
-    method = row.card.get("method") or "unknown"
-    paper = MI_PAPER if row.is_mi else METHOD_PAPERS.get(method, {
-        "link": "", "name": f"{method} training, no inference-time defense", "authors": "",
-        "venue": "mi-bench"})
-    arch = row.card.get("arch") or "unknown"
-    foot = [f"mi-bench evaluation of checkpoint {row.checkpoint} ({method} training, {arch}, "
-            f"{row.card.get('epochs')} epochs, sha256 {(row.sha256 or 'unknown')[:12]})"
-            + (f" with the inference-time defense {row.defense_label}, {row.forwards} "
-               "forward passes per prediction" if row.defense != "none"
-               else " without an inference-time defense") + "."]
-    foot.append(f"Accuracies are means over {len(cell.seeds)} seed(s) ({_seeds(cell.seeds)}) on "
-                f"the first {cell.n} test images with {rec.get('eval_repeats')} evaluation "
-                f"draw(s) each; per-example worst case over seeds and draws "
-                + (f"{100 * cell.worst:.2f}%" if not math.isnan(cell.worst) else "unknown")
-                + (f"; std over seeds {100 * cell.std:.2f}" if not math.isnan(cell.std) else "")
-                + ".")
-    foot.append(f"Attack: {_attack_text(rec)}.")
-    if suite == "eot-pgd":
-        foot.append("No AutoAttack record: autoattack_acc holds the EOT-PGD accuracy.")
-    if row.randomized:
-        foot.append(f"The defense is randomized (fresh draws for every prediction), so the "
-                    f"model costs {row.forwards} forward passes per prediction and accuracies "
-                    "vary between draws.")
-        if row.settings.get("pool_split") == "test":
-            foot.append("MI partners are drawn from the test split.")
-    if row.problems:
-        foot.append("Warnings: " + "; ".join(row.problems) + ".")
-    return {
-        "link": paper["link"], "name": paper["name"], "authors": paper["authors"],
-        "additional_data": False, "number_forward_passes": row.forwards,
-        "dataset": row.dataset, "venue": paper["venue"],
-        "architecture": f"{arch}" + (f" + {row.defense}" if row.defense != "none" else ""),
-        "eps": row.eps_label, "clean_acc": f"{100 * cell.clean_mean:.2f}",
-        "reported": f"{100 * cell.mean:.2f}", "autoattack_acc": f"{100 * cell.mean:.2f}",
-        "footnote": " ".join(foot), "unreliable": False,
-    }
-
-
-def model_info_name(row: Row, rows: list[Row]) -> str:
-    """``mibench_<model>_<defense>``, plus N and lambda when one checkpoint has several MIs."""
-    same = [r for r in rows if (r.model, r.defense, r.norm) == (row.model, row.defense, row.norm)]
-    name = f"mibench_{row.model}_{row.defense}"
-    if len(same) > 1 and row.settings:
-        name += "_" + "_".join(f"{k}{v}" for k, v in sorted(row.settings.items())
-                               if k not in ("pool", "mode") and not isinstance(v, dict))
-    return _slug(name)
-
-
-def write_model_info(rows: list[Row], out: str | Path) -> tuple[list[Path], list[str]]:
-    """One ``model_info/<dataset>/<threat>/<name>.json`` per row at its norm's headline eps.
-
-    Returns the written paths and a note for each row skipped for lack of an adaptive number.
-    """
-    head = [r for r in rows if r.norm in HEADLINE_EPS and _is_headline(r, r.norm)]
-    written, skipped = [], []
-    for row in head:
-        entry = model_info_entry(row)
-        if entry is None:
-            skipped.append(f"model_info skipped for {row.label} ({row.where}): no AutoAttack "
-                           "or EOT-PGD record")
-            continue
-        path = Path(out) / "model_info" / row.dataset / row.norm / \
-            f"{model_info_name(row, head)}.json"
-        atomic_write_text(path, json.dumps(entry, indent=2, ensure_ascii=False) + "\n")
-        written.append(path)
-    return written, skipped

@@ -196,6 +196,11 @@ def test_files_written_and_csv_marks_missing(full_store: Path, board_root: Path,
     md = (out / "report.md").read_text()
     assert "| **mi-bench** |" in md and "79.17 [" in md and "± 7.22 (25.00)" in md
     assert not list(out.glob(".*.tmp"))
+    # the randomized MI row sits in its own section, the deterministic base row does not
+    main, _, randomized = md.partition("## Randomized defenses (RobustBench admits only "
+                                       "deterministic ones)")
+    assert "**prn-mixup**" in randomized.split("## Missing")[0] and "**prn-mixup**" not in main
+    assert "**prn-erm**" in main
 
 
 def test_partial_store_lists_missing(tmp_path: Path, board_root: Path) -> None:
@@ -224,8 +229,11 @@ def test_eot_pgd_stands_in_for_rank_and_is_marked(tmp_path: Path, board_root: Pa
     rep = build_report(tmp_path / "results", root=board_root)
     row = rep.ranked[rep.ranked["source"] == "mi-bench"].iloc[0]
     assert row["rank"] == 1 and row["rank_by"] == "eot-pgd"
+    # 9/10 right: Wilson [59.6, 98.2] spans ranks 1 (above A's reliable rivals) to 5 (behind
+    # B, C, D and E at 60)
     assert rep.ranked_md[rep.ranked_md["source"] == "**mi-bench**"].iloc[0]["rank"] == \
-        "1 (EOT-PGD)"
+        "1 (1–5) (EOT-PGD)"
+    assert row["rank_best"] == 1 and row["rank_worst"] == 5
 
 
 def test_empty_store_is_a_user_error(tmp_path: Path, board_root: Path, monkeypatch,
@@ -292,8 +300,12 @@ def test_model_info_entries(full_store: Path, board_root: Path, tmp_path: Path) 
     assert entry["eps"] == "8/255" and entry["dataset"] == "cifar10"
     assert "3 seed(s)" in entry["footnote"] and "randomized" in entry["footnote"]
     assert "2 evaluation draw(s)" in entry["footnote"] and "K=5" in entry["footnote"]
+    assert entry["randomized"] is True and entry["n_examples"] == 4 and entry["reported"] == ""
+    lo, hi = entry["autoattack_acc_ci95"]
+    assert lo < 79.17 < hi and "not a leaderboard entry" in entry["footnote"]
     base = json.loads((folder / "mibench_prn-erm_none.json").read_text())
     assert base["number_forward_passes"] == 1 and base["autoattack_acc"] == "60.00"
+    assert base["randomized"] is False
     # the leaderboard reader accepts them as RobustBench entries
     (out / "model_info" / "cifar10" / "L2").mkdir()
     frame = read_model_info(out / "model_info", "cifar10", "Linf")

@@ -362,7 +362,8 @@ class AttackRun:
             "model_card": {k: self.card.get(k) for k in ("arch", "method", "seed", "epochs",
                                                           "clean_acc", "dataset")},
             "forwards_per_prediction": self.defense.passes_per_prediction(),
-            "defense_label": self.defense.label(), "max_batch": c.max_batch,
+            "defense_label": self.defense.label(), "defense_randomized":
+            self.defense.randomized, "max_batch": c.max_batch,
             "versions": package_versions(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
