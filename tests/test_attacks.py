@@ -258,3 +258,16 @@ def test_two_concurrent_runs_on_one_store_store_the_uninterrupted_record(tmp_pat
     timing = ("created", "seconds", "data_path")
     assert {k: v for k, v in ra.items() if k not in timing} == \
         {k: v for k, v in rb.items() if k not in timing}
+
+
+def test_tramer_preset_records_the_published_settings(tmp_path, tiny_checkpoint, capsys):
+    from mi_bench import cli
+
+    code = cli.run(["attack", "--checkpoint", str(tiny_checkpoint), "--suite", "eot-pgd",
+                    "--attack-preset", "tramer", "--mi-n", "4", "--n-examples", "2",
+                    "--eval-repeats", "1", "--no-sanity", "--no-progress",
+                    "--out", str(tmp_path / "s")])
+    assert code == 0, capsys.readouterr().err
+    (rec,) = ResultStore(tmp_path / "s").records()
+    assert rec["attack"]["steps"] == 50 and rec["attack"]["eot_iter"] == 1
+    assert rec["attack"]["step_size"] == pytest.approx(0.5 / 255) and rec["attack_draws"] == 15

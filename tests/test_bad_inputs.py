@@ -93,6 +93,11 @@ CASES = [
      "nosuch"),
     ("attack-apgd-targeted", ATTACK + ["--variant", "apgd", "--targeted"], "untargeted"),
     ("attack-suite-unknown", ATTACK + ["--suite", "nosuch"], "--suite"),
+    ("attack-preset-wrong-suite", ATTACK + ["--attack-preset", "tramer"], "--suite eot-pgd"),
+    ("attack-preset-clash", ATTACK + ["--suite", "eot-pgd", "--attack-preset", "tramer",
+                                      "--eot-iter", "3"], "--eot-iter"),
+    ("attack-preset-unknown", ATTACK + ["--suite", "eot-pgd", "--attack-preset", "nosuch"],
+     "--attack-preset"),
     # attack: checkpoints and data
     ("attack-ckpt-empty", ATTACK + ["--checkpoint", ""], "--checkpoint is empty"),
     ("attack-ckpt-unknown", ATTACK + ["--checkpoint", "nosuch"], "neither a file"),

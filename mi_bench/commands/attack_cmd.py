@@ -18,6 +18,11 @@ from mi_bench.commands.common import (
 from mi_bench.errors import UserError
 
 FULL_TEST_SET = 10_000
+# Published adaptive attacks as named settings of eot-pgd. tramer: Tramer, Carlini, Brendel and
+# Madry (2020) on MI, as W. Brendel ran it (robustness_workshop, 02_mixup/mixup_attack.ipynb):
+# PGD-50, step 0.5/255, MI-OL with 15 partners inside every forward, one gradient per step.
+PRESETS = {"tramer": {"steps": 50, "step_size": "0.5/255", "eot_iter": 1, "attack_draws": 15,
+                      "loss": "ce"}}
 
 
 @click.command()
@@ -59,13 +64,29 @@ FULL_TEST_SET = 10_000
 @click.option("--data-dir", default=None, help="data folder (else MI_BENCH_DATA, sample)")
 @click.option("--out", default="results", show_default=True, help="result store folder")
 @click.option("--no-sanity", is_flag=True, help="skip the large-eps gradient-masking check")
+@click.option("--attack-preset", type=click.Choice(sorted(PRESETS)), default=None,
+              help="eot-pgd: a published adaptive attack's settings (tramer: Tramer et al. "
+                   "2020 on MI, PGD-50, step 0.5/255, K = 15 partners, no EOT)")
 @click.option("--no-progress", is_flag=True)
-def attack(checkpoint, arch, arch_opt, defense, defense_opt, mi_n, mi_lambda, mi_pool,
+@click.pass_context
+def attack(ctx, checkpoint, arch, arch_opt, defense, defense_opt, mi_n, mi_lambda, mi_pool,
            mi_threshold, max_batch, suite, eps_list, norm, n_examples, seeds, eval_repeats,
            attack_draws, aa_version, aa_attacks, steps, step_size, loss, restarts, eot_iter,
-           targeted, variant, surrogate, batch_size, data_dir, out, no_sanity,
+           targeted, variant, surrogate, batch_size, data_dir, out, no_sanity, attack_preset,
            no_progress) -> None:
     """Attack a checkpoint (optionally defended) and store one record per seed and eps."""
+    if attack_preset is not None:
+        if suite != "eot-pgd":
+            raise UserError(f"--attack-preset {attack_preset} is an eot-pgd setting; add "
+                            "--suite eot-pgd")
+        preset = PRESETS[attack_preset]
+        fixed = [f"--{k.replace('_', '-')}" for k in preset
+                 if ctx.get_parameter_source(k) != click.core.ParameterSource.DEFAULT]
+        if fixed:
+            raise UserError(f"--attack-preset {attack_preset} sets {', '.join(fixed)}; drop them")
+        steps, step_size, eot_iter, attack_draws, loss = (
+            preset["steps"], preset["step_size"], preset["eot_iter"], preset["attack_draws"],
+            preset["loss"])
     from mi_bench.attacks.runner import AttackConfig, AttackRun, summarize_seeds
     from mi_bench.models.zoo import load_classifier
     from mi_bench.results import ResultStore, check_output_dir
