@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from mi_bench.data import Split, load_split
 from mi_bench.defense import MIConfig, MixupInference, PartnerPool
+from mi_bench.device import module_device
 from mi_bench.errors import UserError
 
 DEFENSES = ("none", "mi-pl", "mi-ol", "mi-combined")
@@ -62,10 +63,11 @@ def correct_matrix(model: nn.Module, x: torch.Tensor, y: torch.Tensor, repeats: 
                    batch_size: int = 256, progress: bool = False) -> torch.Tensor:
     """Bool (R, n): whether draw r classifies example i correctly (R = 1 if deterministic)."""
     r = repeats if is_stochastic(model) else 1
+    device = module_device(model)  # inputs may live on the CPU; the model decides
     out = torch.zeros(r, x.shape[0], dtype=torch.bool)
     steps = [(k, i) for k in range(r) for i in range(0, x.shape[0], batch_size)]
     for k, i in tqdm(steps, desc="evaluating", disable=not progress, leave=False):
-        xb = x[i:i + batch_size]
+        xb = x[i:i + batch_size].to(device)
         out[k, i:i + xb.shape[0]] = model(xb).argmax(1).cpu() == y[i:i + batch_size].cpu()
     return out
 

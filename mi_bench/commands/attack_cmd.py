@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from mi_bench.commands.common import mi_options, mi_overrides, parse_eps, parse_int_list
+from mi_bench.commands.runtime import device_options, start
 
 FULL_TEST_SET = 10_000
 
@@ -39,14 +40,20 @@ FULL_TEST_SET = 10_000
 @click.option("--out", default="results", show_default=True, help="result store folder")
 @click.option("--no-sanity", is_flag=True, help="skip the large-eps gradient-masking check")
 @click.option("--no-progress", is_flag=True)
+@device_options
 def attack(checkpoint, defense, mi_n, mi_lambda, mi_pool, mi_threshold, max_batch, suite,
            eps_list, norm, n_examples, seeds, eval_repeats, attack_mi_samples, aa_version,
            aa_attacks, steps, step_size, loss, restarts, eot_iter, targeted, variant, surrogate,
-           batch_size, data_dir, out, no_sanity, no_progress) -> None:
-    """Attack a checkpoint (optionally defended by MI) and store one record per seed and eps."""
+           batch_size, data_dir, out, no_sanity, no_progress, device_spec, tf32) -> None:
+    """Attack a checkpoint (optionally defended by MI) and store one record per seed and eps.
+
+    Under ``torchrun --nproc-per-node G -m mi_bench.cli attack ...`` the batches of each run are
+    spread over the G ranks; the record is the one a single process writes.
+    """
     from mi_bench.attacks.runner import AttackConfig, AttackRun, summarize_seeds
     from mi_bench.results import ResultStore
 
+    device, world = start(device_spec, tf32)
     store = ResultStore(out)
     surrogates = surrogate.split(",") if surrogate else [None]
     rows = []
@@ -65,10 +72,11 @@ def attack(checkpoint, defense, mi_n, mi_lambda, mi_pool, mi_threshold, max_batc
                 restarts=restarts, eot_iter=eot_iter, targeted=targeted, variant=variant,
                 surrogate=sur, sanity=not no_sanity)
             run = AttackRun(cfg, store, progress=not no_progress,
-                            log=lambda m: click.echo(m, err=True))
+                            log=lambda m: click.echo(m, err=True), device=device)
             records = [run.run_seed(s) for s in cfg.seeds]
             rows.append((cfg, run, records, summarize_seeds(store, records)))
-    _print_summary(rows, out)
+    if world.is_main:
+        _print_summary(rows, out)
 
 
 def _print_summary(rows, out: str) -> None:
