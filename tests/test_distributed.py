@@ -1,0 +1,116 @@
+"""torchrun spreads one run's batches over ranks (gloo on CPU); the record is a single process's.
+
+Every run here is a real ``python -m torch.distributed.run`` (torchrun) with 2 ranks, compared
+with a single process in another store. Threads are pinned to 1 everywhere (torchrun's own
+default for several ranks), so that both sides do the same arithmetic.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mi_bench.distributed import World
+from mi_bench.results import ResultStore
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="finds rank processes in /proc")
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+            "-m", "mi_bench.cli"]
+SINGLE = [sys.executable, "-m", "mi_bench.cli"]
+# facts about one execution, not results: when, how long, with which package versions
+EXECUTION_FIELDS = ("created", "seconds", "versions")
+
+
+def cli_env() -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("MI_BENCH_DATA", None)  # the embedded sample
+    return env
+
+
+def comparable(store: ResultStore) -> list[tuple[dict, dict]]:
+    """Every record without its execution facts, with its per-example arrays, by key."""
+    out = []
+    for rec in sorted(store.records(), key=lambda r: r["key"]):
+        out.append(({k: v for k, v in rec.items() if k not in EXECUTION_FIELDS},
+                    store.load_examples(rec["key"])))
+    return out
+
+
+def assert_same_records(a: Path, b: Path) -> None:
+    ra, rb = comparable(ResultStore(a)), comparable(ResultStore(b))
+    assert [r["key"] for r, _ in ra] == [r["key"] for r, _ in rb] and ra
+    for (rec_a, ex_a), (rec_b, ex_b) in zip(ra, rb):
+        assert rec_a == rec_b
+        assert ex_a.keys() == ex_b.keys()
+        for k in ex_a:
+            assert np.array_equal(ex_a[k], ex_b[k]), k
+
+
+def rank_pids(launcher: int) -> dict[int, int]:
+    """{rank: pid} of the worker processes torchrun started (its children that carry RANK)."""
+    out = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) != launcher:
+                continue
+            environ = (stat.parent / "environ").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue
+        for item in environ:
+            if item.startswith(b"RANK="):
+                out[int(item[5:])] = int(stat.parent.name)
+    return out
+
+
+def test_world_owns_a_round_robin_share_of_the_batches():
+    worlds = [World(r, 3) for r in range(3)]
+    owners = [[w.rank for w in worlds if w.owns(b)] for b in range(8)]
+    assert owners == [[0], [1], [2], [0], [1], [2], [0], [1]]
+    assert World().owns(5) and World().is_main and World().label() == ""
+    World().barrier()  # a single process never waits
+
+
+def test_a_rank_killed_mid_run_resumes_to_the_single_process_record(tmp_path, tiny_checkpoint):
+    args = ["attack", "--checkpoint", str(tiny_checkpoint), "--suite", "eot-pgd", "--steps", "40",
+            "--eot-iter", "4", "--attack-mi-samples", "4", "--mi-n", "4", "--n-examples", "12",
+            "--batch-size", "2", "--eval-repeats", "2", "--no-sanity", "--no-progress",
+            "--device", "cpu"]
+    env, killed = cli_env(), tmp_path / "killed"
+    proc = subprocess.Popen(TORCHRUN + args + ["--out", str(killed)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline, victim, partial = time.time() + 300, None, []
+    while time.time() < deadline and proc.poll() is None:
+        partial = list(killed.glob("partial/*/*.npz"))
+        pids = rank_pids(proc.pid)
+        if len(partial) >= 2 and 1 in pids:
+            victim = pids[1]
+            os.kill(victim, signal.SIGKILL)  # rank 1 dies mid-run; torchrun stops rank 0
+            break
+        time.sleep(0.05)
+    err = proc.communicate(timeout=120)[1]
+    assert victim is not None, f"the run ended before rank 1 could be killed: {err[-2000:]}"
+    assert proc.returncode != 0
+    left = list(killed.glob("partial/*/*.npz"))
+    assert not list(killed.glob("records/*.json")) and 2 <= len(left) < 6
+    assert not list(killed.glob("**/*.tmp")), "a killed rank left a half-written file"
+
+    rerun = subprocess.run(TORCHRUN + args + ["--out", str(killed)], env=env,
+                           capture_output=True, text=True, check=False)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"resuming after {len(left)}/6 batches" in rerun.stderr
+    single = subprocess.run(SINGLE + args + ["--out", str(tmp_path / "single")], env=env,
+                            capture_output=True, text=True, check=False)
+    assert single.returncode == 0, single.stderr[-3000:]
+    assert_same_records(killed, tmp_path / "single")
+    assert not list(killed.glob("partial/*/*.npz"))
+    # the summary table is printed once, by rank 0
+    assert rerun.stdout.count("| model") == 1
