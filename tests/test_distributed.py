@@ -114,3 +114,29 @@ def test_a_rank_killed_mid_run_resumes_to_the_single_process_record(tmp_path, ti
     assert not list(killed.glob("partial/*/*.npz"))
     # the summary table is printed once, by rank 0
     assert rerun.stdout.count("| model") == 1
+
+
+def test_train_under_torchrun_uses_ddp(tmp_path, sample_train, sample_test):
+    data = tmp_path / "data" / "cifar10"
+    data.mkdir(parents=True)
+    for name, split, n in (("train", sample_train, 200), ("test", sample_test, 50)):
+        np.savez(data / f"{name}.npz", images=split.images[:n].permute(0, 2, 3, 1).numpy(),
+                 labels=split.labels[:n].numpy())
+    out = tmp_path / "ddp.pt"
+    done = subprocess.run(
+        TORCHRUN + ["train", "--method", "mixup", "--arch", "small-cnn", "--arch-opt", "width=8",
+                    "--epochs", "1", "--batch-size", "50", "--data-dir", str(tmp_path / "data"),
+                    "--device", "cpu", "--out", str(out), "--no-progress"],
+        env=cli_env(), capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    from mi_bench.checkpoint import load_checkpoint
+
+    _model, card = load_checkpoint(out)
+    assert card["world_size"] == 2 and card["epochs"] == 1
+    assert 0 <= card["history"][0]["train_acc"] <= 1 and card["clean_acc_n"] == 50
+    assert done.stdout.count("clean accuracy") == 1  # one rank reports
+    odd = subprocess.run(
+        TORCHRUN + ["train", "--arch", "small-cnn", "--batch-size", "51", "--device", "cpu",
+                    "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "odd.pt")],
+        env=cli_env(), capture_output=True, text=True, check=False)
+    assert odd.returncode != 0 and "does not split over 2 ranks" in odd.stderr

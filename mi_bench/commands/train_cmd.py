@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from mi_bench.commands.common import command_line, parse_eps
+from mi_bench.commands.runtime import device_options, start
 from mi_bench.errors import UserError
 
 
@@ -49,10 +50,17 @@ def parse_arch_opts(opts: tuple[str, ...]) -> dict:
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="checkpoint file")
 @click.option("--resume", is_flag=True, help="continue an interrupted run from OUT.resume.pt")
 @click.option("--no-progress", is_flag=True)
+@device_options
+@click.option("--amp/--no-amp", default=None,
+              help="bf16 autocast and channels_last [on for CUDA, off for the CPU]")
 def train(method, arch, arch_opt, dataset, data_dir, download, preset, epochs, batch_size, lr,
           schedule, weight_decay, alpha, pgd_steps, eps, seed, n_train, out, resume,
-          no_progress) -> None:
-    """Train ERM, mixup or interpolated adversarial training (IAT)."""
+          no_progress, device_spec, tf32, amp) -> None:
+    """Train ERM, mixup or interpolated adversarial training (IAT).
+
+    Under ``torchrun --nproc-per-node G -m mi_bench.cli train ...`` it trains with
+    DistributedDataParallel; --batch-size stays the global batch (G shares of it).
+    """
     from mi_bench.data import load_split
     from mi_bench.train import TrainConfig
     from mi_bench.train import preset as recipe
@@ -66,14 +74,18 @@ def train(method, arch, arch_opt, dataset, data_dir, download, preset, epochs, b
                       dataset=dataset, alpha=alpha, eps=parse_eps(eps),
                       seed=seed, **settings)
     cfg.validate()
+    device, world = start(device_spec, tf32, deterministic=False)
     train_split = load_split(dataset, "train", data_dir, download, allow_sample=False)
     test_split = load_split(dataset, "test", data_dir, download, allow_sample=False)
     if n_train is not None:
         train_split = train_split.head(n_train)
-    click.echo(f"training {method} {arch} {cfg.arch_kwargs} on {len(train_split)} images from "
-               f"{train_split.source}; {cfg.epochs} epochs, batch {cfg.batch_size}, lr {cfg.lr} "
-               f"({cfg.schedule}), seed {seed} -> {out}", err=True)
+    if world.is_main:
+        click.echo(f"training {method} {arch} {cfg.arch_kwargs} on {len(train_split)} images "
+                   f"from {train_split.source}; {cfg.epochs} epochs, batch {cfg.batch_size}, lr "
+                   f"{cfg.lr} ({cfg.schedule}), seed {seed}, {world.size} x {device} -> {out}", err=True)
     _, card = run_train(cfg, train_split, test_split, out, resume=resume, command=command_line(),
-                        progress=not no_progress, final_eval=test_split)
-    click.echo(f"clean accuracy {card['clean_acc']:.2%} on {card['clean_acc_n']} test images; "
-               f"checkpoint {out}")
+                        progress=not no_progress, final_eval=test_split, device=device, amp=amp,
+                        channels_last=amp)
+    if world.is_main:
+        click.echo(f"clean accuracy {card['clean_acc']:.2%} on {card['clean_acc_n']} test "
+                   f"images; checkpoint {out}")
