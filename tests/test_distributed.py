@@ -140,3 +140,55 @@ def test_train_under_torchrun_uses_ddp(tmp_path, sample_train, sample_test):
                     "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "odd.pt")],
         env=cli_env(), capture_output=True, text=True, check=False)
     assert odd.returncode != 0 and "does not split over 2 ranks" in odd.stderr
+
+
+SWEEP = """
+[sweep]
+plots = false
+
+[stores.main]
+path = "store"
+
+[defaults]
+eval_repeats = 2
+batch_size = 4
+mi_n = 4
+n = [12]
+eps = ["8/255"]
+checkpoints = ["{ckpt}"]
+
+[[grid]]
+name = "oblivious"
+defenses = ["mi-ol"]
+suites = ["pgd"]
+steps = 3
+
+[[grid]]
+name = "adaptive"
+defenses = ["mi-ol"]
+suites = ["eot-pgd", "autoattack"]
+steps = 3
+eot_iter = 2
+attack_mi_samples = 1
+seeds = [0, 1]
+"""
+
+
+def test_two_rank_sweep_writes_the_single_process_records(tmp_path, tiny_checkpoint):
+    """Sanity checks, the large-eps masking check and AutoAttack included."""
+    for name in ("ranks", "single"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "spec.toml").write_text(SWEEP.replace("{ckpt}", str(tiny_checkpoint)))
+    two = subprocess.run(TORCHRUN + ["sweep", str(tmp_path / "ranks" / "spec.toml"),
+                                     "--device", "cpu", "--no-progress"],
+                         env=cli_env(), capture_output=True, text=True, check=False)
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = subprocess.run(SINGLE + ["sweep", str(tmp_path / "single" / "spec.toml"),
+                                   "--device", "cpu", "--no-progress"],
+                         env=cli_env(), capture_output=True, text=True, check=False)
+    assert one.returncode == 0, one.stderr[-3000:]
+    assert len(ResultStore(tmp_path / "ranks" / "store").records()) == 5
+    assert_same_records(tmp_path / "ranks" / "store", tmp_path / "single" / "store")
+    rec = ResultStore(tmp_path / "ranks" / "store").records()[0]
+    assert "large_eps" in rec["flags"] and "randomized" in rec["flags"]
+    assert two.stderr.count("5 jobs run") == 1  # rank 0 speaks for the sweep
