@@ -17,8 +17,6 @@ from torch import nn
 
 from mi_bench.errors import UserError
 
-DEVICE_HELP = "auto (CUDA when available), cpu, cuda or cuda:N; under torchrun cuda = cuda:LOCAL_RANK"
-
 
 def cuda_available() -> bool:
     """One place to ask (tests stub it to exercise the CUDA branches on a CPU machine)."""
@@ -38,7 +36,7 @@ def resolve_device(spec: str | None = "auto") -> torch.device:
         return torch.device("cpu")
     m = re.fullmatch(r"cuda(?::(\d+))?", text)
     if m is None:
-        raise UserError(f"bad --device {spec!r}; expected {DEVICE_HELP.split(';')[0]}")
+        raise UserError(f"bad --device {spec!r}; expected auto, cpu, cuda or cuda:N")
     if not cuda_available():
         built = "built without CUDA" if torch.version.cuda is None else "no CUDA device visible"
         raise UserError(f"--device {spec}: CUDA is not available (torch {torch.__version__}, "

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-import click
-import torch
+from typing import TYPE_CHECKING
 
-from mi_bench import distributed
-from mi_bench.device import DEVICE_HELP, describe, resolve_device, set_precision
+import click
+
+if TYPE_CHECKING:  # torch loads only when a command runs: `mi-bench --help` stays quick
+    import torch
+
+    from mi_bench.distributed import World
+
+DEVICE_HELP = "auto (CUDA when available), cpu, cuda or cuda:N; under torchrun cuda = cuda:LOCAL_RANK"
 
 
 def device_options(fn):
@@ -23,11 +28,14 @@ def device_options(fn):
 
 
 def start(device_spec: str, tf32: bool = False, deterministic: bool = True,
-          quiet: bool = False) -> tuple[torch.device, distributed.World]:
+          quiet: bool = False) -> tuple[torch.device, World]:
     """Resolve the device, set its precision, join torchrun's ranks if launched by it.
 
     Call it after every option is validated and before any work: a bad --device fails here.
     """
+    from mi_bench import distributed
+    from mi_bench.device import describe, resolve_device, set_precision
+
     device = resolve_device(device_spec)
     if tf32 and device.type != "cuda":
         click.echo("note: --tf32 applies to CUDA only; running in fp32 on the CPU", err=True)
