@@ -19,7 +19,7 @@ that other jobs keep busy, ``--threads 1`` avoids OpenMP threads waiting on each
 
     python benchmarks/attack_throughput.py [--models preact-resnet18,small-cnn] [--width 16]
         [--batch 16] [--k 5,30] [--calls 0] [--min-passes 480] [--repeats 5]
-        [--threads N]
+        [--threads N] [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from mi_bench.attacks.pgd import attack_loss
 from mi_bench.attacks.suites import PassCounter
 from mi_bench.data import load_sample
 from mi_bench.defenses.mi import MIConfig, MixupInference
+from mi_bench.device import set_precision, synchronize
 from mi_bench.models import create_model
 
 
@@ -44,23 +45,27 @@ def grad_call(model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def bench(name: str, base: torch.nn.Module, k: int, args) -> dict:
-    base = base.eval().requires_grad_(False)
+    device = torch.device(args.device)
+    base = base.to(device).eval().requires_grad_(False)
     calls = args.calls or -(-args.min_passes // (args.batch * k))
     test, pool = load_sample("test"), load_sample("train")
-    x, y = test.float_images(0, args.batch), test.labels[: args.batch]
+    x, y = test.float_images(0, args.batch).to(device), test.labels[: args.batch].to(device)
     x_raw, y_raw = x.repeat(k, 1, 1, 1), y.repeat(k)  # the same B x K images of work
     raw = PassCounter(base)
     through = PassCounter(base)
     mi = MixupInference(through, pool, MIConfig(mode="ol", n_samples=k),
-                        torch.Generator().manual_seed(0), output="log")
+                        torch.Generator().manual_seed(0), output="log",
+                        max_batch=args.max_batch)
 
     def raw_calls():
         for _ in range(calls):
             grad_call(raw, x_raw, y_raw)
+        synchronize(device)
 
     def mi_calls():
         for _ in range(calls):
             grad_call(mi, x, y)
+        synchronize(device)
 
     raw_calls(), mi_calls()  # passes per timed chunk, counted
     raw_passes, mi_passes, mi_forwards = raw.backwards, through.backwards, through.forwards
@@ -82,10 +87,13 @@ def main() -> None:
     p.add_argument("--min-passes", type=int, default=480)
     p.add_argument("--repeats", type=int, default=5, help="interleaved pairs")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (fp32, as attacks run)")
+    p.add_argument("--max-batch", type=int, default=64, help="images per base forward in MI")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device cpu")
+    set_precision(torch.device(args.device))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}")
     for name in args.models.split(","):
         for k in (int(s) for s in args.k.split(",")):
             torch.manual_seed(0)

@@ -22,6 +22,7 @@ from _timing import paired
 
 from mi_bench.data import load_sample
 from mi_bench.defenses.mi import MIConfig, MixupInference, reference_mi_loop
+from mi_bench.device import set_precision
 from mi_bench.models import create_model
 from mi_bench.models.zoo import load_classifier
 
@@ -29,6 +30,7 @@ from mi_bench.models.zoo import load_classifier
 @torch.no_grad()
 def bench(name: str, model: torch.nn.Module, args) -> dict:
     device = torch.device(args.device)
+    set_precision(device)  # fp32, as evaluation runs
     model = model.to(device).eval()
     test, pool = load_sample("test"), load_sample("train")
     x = test.float_images(0, args.batch).to(device)

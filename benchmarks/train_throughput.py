@@ -19,8 +19,11 @@ the medians of the per-round time ratios mixup/ERM and IAT/ERM (same images per 
 On a machine that other jobs keep busy, ``--threads 1`` avoids OpenMP threads waiting on each
 other (with 2 threads under load, every small parallel op can cost a scheduler time slice).
 
+On CUDA (``--device cuda``) the step runs as ``train`` runs it there: bf16 autocast,
+channels_last, data and augmentation on the GPU.
+
     python benchmarks/train_throughput.py [--arch preact-resnet18] [--width 16] [--batch 128]
-        [--pgd-steps 1] [--steps 2] [--repeats 5] [--threads N]
+        [--pgd-steps 1] [--steps 2] [--repeats 5] [--threads N] [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import numpy as np
 import torch
 
 from mi_bench.data import load_sample
+from mi_bench.device import set_precision
 from mi_bench.models import create_model
 from mi_bench.train import TrainConfig, _train_step, augment, lr_at
 
@@ -49,10 +53,14 @@ def seconds(fn) -> float:
 class Trainer:
     """One method's model, optimizer and data stream, stepping exactly as ``train`` does."""
 
-    def __init__(self, cfg: TrainConfig, train_split, seed: int):
-        self.cfg, self.split = cfg, train_split
+    def __init__(self, cfg: TrainConfig, train_split, seed: int, device: torch.device):
+        self.cfg, self.split, self.device = cfg, train_split, device
+        self.amp = device.type == "cuda"
+        self.fmt = torch.channels_last if self.amp else torch.contiguous_format
         torch.manual_seed(cfg.seed)
         self.model = create_model(cfg.arch, train_split.num_classes, **cfg.arch_kwargs)
+        self.model.to(device, memory_format=self.fmt)
+        self.images, self.labels = train_split.images.to(device), train_split.labels.to(device)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                    weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
         self.g = torch.Generator().manual_seed(seed)
@@ -69,10 +77,13 @@ class Trainer:
             self.perm = torch.randperm(len(split), generator=self.g)
         for group in self.opt.param_groups:
             group["lr"] = lr_at(cfg, self.step_no, self.steps_per_epoch)
-        idx = self.perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-        xb = augment(split.images[idx], self.g).float().div_(255.0)
-        yb = split.labels[idx]
-        loss, logits = _train_step(self.model, cfg, xb, yb, self.g, self.rng, split.num_classes)
+        idx = self.perm[i * cfg.batch_size:(i + 1) * cfg.batch_size].to(self.device)
+        xb = augment(self.images[idx], self.g).float().div_(255.0)
+        xb = xb.contiguous(memory_format=self.fmt)
+        yb = self.labels[idx]
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            loss, logits = _train_step(self.model, cfg, xb, yb, self.g, self.rng,
+                                       split.num_classes)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -104,14 +115,19 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=2, help="optimizer steps per timed chunk")
     p.add_argument("--repeats", type=int, default=5, help="interleaved rounds")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device cpu")
+    device = torch.device(args.device)
+    set_precision(device, deterministic=False)  # as mi-bench train: autotuned kernels
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}"
+          + (" (bf16 autocast, channels_last)" if device.type == "cuda" else ""))
     train_split = load_sample("train")
     base = TrainConfig(arch=args.arch, arch_kwargs={"width": args.width} if args.width else {},
                        batch_size=args.batch, pgd_steps=args.pgd_steps)
-    trainers = {m: Trainer(dataclasses.replace(base, method=m), train_split, seed=1)
+    trainers = {m: Trainer(dataclasses.replace(base, method=m), train_split, seed=1,
+                           device=device)
                 for m in METHODS}
     fns = {m: (lambda t=t: t.chunk(args.steps)) for m, t in trainers.items()}
     rounds = interleaved(fns, args.repeats)

@@ -1,4 +1,4 @@
-"""The ``mi-bench`` command line: train, eval, attack, leaderboard, report.
+"""The ``mi-bench`` command line: train, eval, attack, sweep, leaderboard, report.
 
 Every user error (a bad option, file or setting) becomes one ``error: ...`` line on stderr and
 exit status 2, never a traceback; Ctrl-C and SIGTERM end with one line and status 130.
@@ -20,13 +20,14 @@ def cli() -> None:
     """Benchmark Mixup Inference (Pang et al., ICLR 2020) under standardized, adaptive attacks."""
 
 
-from mi_bench.commands import attack_cmd, eval_cmd, report_cmd, train_cmd
+from mi_bench.commands import attack_cmd, eval_cmd, report_cmd, sweep_cmd, train_cmd
 
 cli.add_command(train_cmd.train)
 cli.add_command(eval_cmd.evaluate)
 cli.add_command(attack_cmd.attack)
 cli.add_command(report_cmd.leaderboard)
 cli.add_command(report_cmd.report)
+cli.add_command(sweep_cmd.sweep)
 
 
 INTERRUPTED = ("interrupted; finished work is saved (attack batches, training epochs): rerun the "

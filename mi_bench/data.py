@@ -18,6 +18,8 @@ import hashlib
 import os
 import socket
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -177,9 +179,35 @@ def load_sample(split: str) -> Split:
                          "cifar10", split, f"embedded CIFAR-10 sample ({split})")
 
 
+_reused: dict | None = None  # see reuse_loaded_splits
+
+
+@contextmanager
+def reuse_loaded_splits() -> Iterator[None]:
+    """Inside the block, asking for the same split again returns the first load: a sweep
+    builds one run per cell, all over the same test set and partner pool."""
+    global _reused
+    outer, _reused = _reused, ({} if _reused is None else _reused)
+    try:
+        yield
+    finally:
+        _reused = outer
+
+
 def load_split(dataset: str = "cifar10", split: str = "test", data_dir: str | Path | None = None,
                download: bool = False, allow_sample: bool = True) -> Split:
     """Load one split by the resolution order in the module docstring."""
+    if _reused is not None:
+        key = (dataset, split, str(data_dir or os.environ.get("MI_BENCH_DATA") or ""), download,
+               allow_sample)
+        if key not in _reused:
+            _reused[key] = _load_split(dataset, split, data_dir, download, allow_sample)
+        return _reused[key]
+    return _load_split(dataset, split, data_dir, download, allow_sample)
+
+
+def _load_split(dataset: str, split: str, data_dir: str | Path | None, download: bool,
+                allow_sample: bool) -> Split:
     if dataset not in DATASETS:
         raise UserError(f"unknown dataset {dataset!r}; expected one of {sorted(DATASETS)}")
     if split not in SPLITS:

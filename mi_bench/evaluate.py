@@ -11,6 +11,7 @@ from torch import nn
 from tqdm import tqdm
 
 from mi_bench.data import Split
+from mi_bench.device import module_device
 
 
 def is_stochastic(model: nn.Module) -> bool:
@@ -23,10 +24,11 @@ def correct_matrix(model: nn.Module, x: torch.Tensor, y: torch.Tensor, repeats: 
                    batch_size: int = 256, progress: bool = False) -> torch.Tensor:
     """Bool (R, n): whether draw r classifies example i correctly (R = 1 if deterministic)."""
     r = repeats if is_stochastic(model) else 1
+    device = module_device(model)  # inputs may live on the CPU; the model decides
     out = torch.zeros(r, x.shape[0], dtype=torch.bool)
     steps = [(k, i) for k in range(r) for i in range(0, x.shape[0], batch_size)]
     for k, i in tqdm(steps, desc="evaluating", disable=not progress, leave=False):
-        xb = x[i:i + batch_size]
+        xb = x[i:i + batch_size].to(device)
         out[k, i:i + xb.shape[0]] = model(xb).argmax(1).cpu() == y[i:i + batch_size].cpu()
     return out
 

@@ -58,12 +58,14 @@ def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float, norm: str) -> torc
 
 
 def _random_start(x: torch.Tensor, eps: float, norm: str, generator) -> torch.Tensor:
+    """Drawn on the CPU (``generator`` is a CPU generator) and then moved, so that a seed gives
+    the same start on every device."""
     if norm == "Linf":
-        noise = torch.rand(x.shape, generator=generator, device=x.device) * 2 - 1
-        return x + eps * noise
-    d = torch.randn(x.shape, generator=generator, device=x.device)
-    d = d / d.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
-    r = torch.rand(x.shape[0], generator=generator, device=x.device).view(-1, 1, 1, 1)
+        noise = torch.rand(x.shape, generator=generator) * 2 - 1
+        return x + eps * noise.to(x.device)
+    d = torch.randn(x.shape, generator=generator)
+    d = (d / d.flatten(1).norm(dim=1).view(-1, 1, 1, 1)).to(x.device)
+    r = torch.rand(x.shape[0], generator=generator).view(-1, 1, 1, 1).to(x.device)
     return x + eps * r * d
 
 

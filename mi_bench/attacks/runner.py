@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from mi_bench import distributed
 from mi_bench.attacks.ensemble import MEMBERS, EnsembleSuite, ensemble_applies, member_list
 from mi_bench.attacks.pgd import LOSSES, NORMS, attack_loss
 from mi_bench.attacks.suites import (
@@ -34,6 +35,7 @@ from mi_bench.attacks.suites import (
 )
 from mi_bench.data import load_split
 from mi_bench.defenses import get_defense
+from mi_bench.device import describe, precision_label
 from mi_bench.errors import UserError
 from mi_bench.evaluate import correct_matrix
 from mi_bench.models.zoo import load_classifier
@@ -160,10 +162,12 @@ class AttackRun:
     """Everything one ``mi-bench attack`` invocation needs, built once."""
 
     def __init__(self, cfg: AttackConfig, store: ResultStore, progress: bool = True,
-                 log=print):
+                 log=print, device: torch.device | str | None = None):
         cfg.validate()
         self.cfg, self.store, self.progress, self.log = cfg, store, progress, log
+        self.device = torch.device(device or "cpu")  # not in the identity: CPU and GPU share
         model, self.card = load_classifier(cfg.checkpoint, cfg.arch, cfg.arch_kwargs)
+        model.to(self.device)
         for p in model.parameters():
             p.requires_grad_(False)  # attacks need input gradients only
         self.base = PassCounter(model)
@@ -178,7 +182,7 @@ class AttackRun:
         self.surrogate = None
         if cfg.suite == "transfer":
             s_model, self.surrogate_card = load_classifier(cfg.surrogate)
-            s_model.eval()
+            s_model.eval().to(self.device)
             for p in s_model.parameters():
                 p.requires_grad_(False)
             self.surrogate = PassCounter(s_model)
@@ -266,14 +270,14 @@ class AttackRun:
         from pyautoattack import checks
 
         m = min(16, len(self.test))
-        x, y = self.test.float_images(0, m), self.test.labels[:m]
+        x, y = self.test.float_images(0, m).to(self.device), self.test.labels[:m].to(self.device)
         model = self.attack_model(seed)
         flags = {}
         with torch.no_grad():
             a, b = model(x), model(x)
         flags["randomized"] = not torch.allclose(a, b)
         flags["output_is_probability"] = bool((a >= 0).all() and torch.allclose(a.sum(1),
-                                                                                 torch.ones(m)))
+                                                                                 a.new_ones(m)))
         flags["zero_grad_fraction"] = zero_gradient_fraction(model, x, y)
         suite = self.suite(model)
         if isinstance(suite, AutoAttackSuite) and suite.version != "rand":
@@ -287,7 +291,7 @@ class AttackRun:
     def large_eps_check(self, seed: int) -> dict:
         """At a huge eps any classifier must fall to ~0%; if not, gradients are masked."""
         m = min(self.cfg.sanity_n, self.cfg.n_examples)
-        x, y = self.test.float_images(0, m), self.test.labels[:m]
+        x, y = self.test.float_images(0, m).to(self.device), self.test.labels[:m].to(self.device)
         model = self.attack_model(seed + 7919)
         eot = self.cfg.eot_iter or (5 if self.defense.randomized else 1)
         big = SANITY_EPS[self.cfg.norm]
@@ -299,16 +303,18 @@ class AttackRun:
     # -- the run ----------------------------------------------------------------------------
     def run_seed(self, seed: int) -> dict:
         c = self.cfg
+        world = distributed.world()  # under torchrun: this rank attacks batches b % size == rank
         ident = self.identity(seed)
         key = record_key(ident)
         if self.store.has(key):
-            self.log(f"seed {seed}: record {key} exists, skipped")
+            if world.is_main:
+                self.log(f"seed {seed}: record {key} exists, skipped")
             return self.store.load(key)
-        flags = self.sanity_checks(seed)
+        flags = self.sanity_checks(seed) if world.is_main else {}  # only rank 0 writes them
         for name, value in flags.items():
             if name == "autoattack_randomness_check":
                 self.log(f"WARNING (AutoAttack): {value}")
-        if flags["zero_grad_fraction"] > 0:
+        if flags.get("zero_grad_fraction", 0) > 0:
             self.log(f"WARNING: {flags['zero_grad_fraction']:.0%} of sanity examples have zero "
                      "input gradient")
         n = c.n_examples
@@ -316,14 +322,19 @@ class AttackRun:
         estimate = n * (attack_ppi + self.eval_passes_per_image())
         done = self.store.done_batches(key)
         n_batches = math.ceil(n / c.batch_size)
-        self.log(f"seed {seed}: {c.suite} on {ident['checkpoint']} + {c.defense}, eps {c.eps_label}"
-                 f" {c.norm}, n {n}, record {key}; estimated cost {estimate:,} "
-                 f"base-model passes if every attack runs to the end ({attack_ppi:,} per image "
-                 "for the attack)"
-                 + (f"; resuming after {len(done)}/{n_batches} batches" if done else ""))
-        bar = tqdm(total=estimate, unit="pass", unit_scale=True, desc=f"seed {seed}",
-                   disable=not self.progress, file=sys.stderr)
-        for b in range(n_batches):
+        mine = [b for b in range(n_batches) if world.owns(b)]
+        share = sum(min((b + 1) * c.batch_size, n) - b * c.batch_size for b in mine)
+        log = self.log if world.is_main else (lambda m: None)
+        log(f"seed {seed}: {c.suite} on {ident['checkpoint']} + {c.defense}, eps {c.eps_label}"
+            f" {c.norm}, n {n}, record {key}; estimated cost {estimate:,} "
+            f"base-model passes if every attack runs to the end ({attack_ppi:,} per image "
+            "for the attack)"
+            + (f"; resuming after {len(done)}/{n_batches} batches" if done else "")
+            + (f"; {world.size} ranks, {describe(self.device)}" if world.size > 1 else ""))
+        bar = tqdm(total=estimate * share // n, unit="pass", unit_scale=True,
+                   desc=f"seed {seed}{world.label()}", file=sys.stderr,
+                   disable=not self.progress or not world.is_main)
+        for b in mine:
             lo, hi = b * c.batch_size, min((b + 1) * c.batch_size, n)
             if b in done:
                 bar.update(int(done[b]["forwards"]))
@@ -339,6 +350,17 @@ class AttackRun:
             adv_so_far = np.concatenate([done[i]["adv"] for i in sorted(done)], 1)
             bar.set_postfix(robust=f"{adv_so_far.mean():.3f}")
         bar.close()
+        if world.size > 1:  # every rank's batches are in the store; rank 0 writes the record
+            world.barrier()
+            if not world.is_main:
+                world.barrier()  # until it is written
+                return self.store.load(key)
+            done = self.store.done_batches(key)
+            missing = sorted(set(range(n_batches)) - set(done))
+            if missing:
+                raise UserError(f"record {key}: batches {missing[:10]} are missing from "
+                                f"{self.store.root} after every rank finished; is --out on a "
+                                "filesystem all ranks share?")
         clean = np.concatenate([done[i]["clean"] for i in range(n_batches)], axis=1)
         adv = np.concatenate([done[i]["adv"] for i in range(n_batches)], axis=1)
         robust = adv & clean
@@ -364,7 +386,8 @@ class AttackRun:
             "forwards_per_prediction": self.defense.passes_per_prediction(),
             "defense_label": self.defense.label(), "defense_randomized":
             self.defense.randomized, "max_batch": c.max_batch,
-            "versions": package_versions(),
+            "versions": package_versions(), "device": describe(self.device),
+            "precision": precision_label(self.device),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
         if c.sanity and c.suite == "transfer":
@@ -381,6 +404,7 @@ class AttackRun:
             self.log(f"WARNING: {msg}")
         self.store.write(key, record, {"clean": clean, "adv": adv,
                                        **{f"adv_{m}": a for m, a in per_member.items()}})
+        world.barrier()
         return record
 
     def passes(self) -> tuple[int, int]:
@@ -389,7 +413,8 @@ class AttackRun:
 
     def _batch(self, seed: int, b: int, lo: int, hi: int, ident: dict) -> dict:
         c = self.cfg
-        x, y = self.test.float_images(lo, hi), self.test.labels[lo:hi]
+        x = self.test.float_images(lo, hi).to(self.device)
+        y = self.test.labels[lo:hi].to(self.device)
         atk_mi, atk, decide, ev_clean, ev_adv = batch_seeds(seed, b).values()
         t0 = time.time()
         clean, clean_forwards = self._clean(ident, lo, hi, x, y, ev_clean)

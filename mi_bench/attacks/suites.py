@@ -128,12 +128,12 @@ class AutoAttackSuite:
             total += per_attack[a] * mult * (restarts if a in ("apgd-ce", "apgd-dlr", "fab") else 1)
         return total * self.calls_cost
 
-    def build(self, seed: int):
+    def build(self, seed: int, device: torch.device | str = "cpu"):
         from pyautoattack import AutoAttack
 
         kwargs = {"attacks": self.attacks} if self.version == "custom" else {}
         aa = AutoAttack(self.model, norm=self.norm, eps=self.eps, version=self.version,
-                        seed=seed, device="cpu", **kwargs)
+                        seed=seed, device=str(device), **kwargs)
         if self.version == "custom":  # 'custom' keeps pyautoattack's 5 restarts unless told
             aa.apgd.n_restarts = aa.fab.n_restarts = self.restarts
         if self.eot_iter is not None:
@@ -141,7 +141,7 @@ class AutoAttackSuite:
         return aa
 
     def perturb(self, x: torch.Tensor, y: torch.Tensor, seed: int) -> torch.Tensor:
-        aa = self.build(seed)
+        aa = self.build(seed, x.device)  # APGD draws its starts on the CPU, then moves them
         with aa_warnings() as messages:
             x_adv, y_adv = aa.run_standard_evaluation(x.contiguous(), y, batch_size=x.shape[0])
         self.warnings.extend(m for m in messages if m not in self.warnings)
@@ -181,11 +181,11 @@ class PGDSuite:
         g = torch.Generator().manual_seed(seed)
         target = None
         if self.targeted:  # a random class other than the true one, as the MI paper's targeted PGD
-            target = (y + torch.randint(1, self.num_classes, y.shape, generator=g)) % \
-                self.num_classes
+            shift = torch.randint(1, self.num_classes, y.shape, generator=g).to(y.device)
+            target = (y + shift) % self.num_classes
         if self.variant == "apgd":
             return self._apgd(x, y, seed)
-        best, best_score = x.clone(), torch.full((x.shape[0],), float("inf"))
+        best, best_score = x.clone(), torch.full((x.shape[0],), float("inf"), device=x.device)
         for _ in range(self.restarts):
             cand = pgd(self.model, x, y, eps=self.eps, steps=self.steps, norm=self.norm,
                        step_size=self.step_size, random_start=True, loss=self.loss,
@@ -200,7 +200,7 @@ class PGDSuite:
     @torch.no_grad()
     def _true_class_score(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """EOT estimate of the true-class loss to minimize (negative CE), to pick restarts."""
-        total = torch.zeros(x.shape[0])
+        total = torch.zeros(x.shape[0], device=x.device)
         for _ in range(self.eot_iter):
             total -= attack_loss(self.model(x), y, "ce")
         return total / self.eot_iter
@@ -212,7 +212,7 @@ class PGDSuite:
             raise ValueError("the apgd variant is untargeted; use --variant pgd for targets")
         apgd = APGDAttack(self.model, n_iter=self.steps, norm=self.norm, n_restarts=self.restarts,
                           eps=self.eps, seed=seed, loss=self.loss, eot_iter=self.eot_iter,
-                          rho=0.75, device="cpu", logger=logging.getLogger("auto-attack"))
+                          rho=0.75, device=str(x.device), logger=logging.getLogger("auto-attack"))
         if self.eot_iter > 1:  # stochastic: keep the highest-loss iterate, not x where unfooled
             torch.manual_seed(seed)  # APGD seeds itself only in its default branch
             return apgd.perturb(x.contiguous(), y, best_loss=True).detach()

@@ -15,6 +15,7 @@ from mi_bench.commands.common import (
     parse_key_values,
     parse_seeds,
 )
+from mi_bench.commands.runtime import device_options, start
 from mi_bench.errors import UserError
 
 FULL_TEST_SET = 10_000
@@ -68,13 +69,18 @@ PRESETS = {"tramer": {"steps": 50, "step_size": "0.5/255", "eot_iter": 1, "attac
               help="eot-pgd: a published adaptive attack's settings (tramer: Tramer et al. "
                    "2020 on MI, PGD-50, step 0.5/255, K = 15 partners, no EOT)")
 @click.option("--no-progress", is_flag=True)
+@device_options
 @click.pass_context
 def attack(ctx, checkpoint, arch, arch_opt, defense, defense_opt, mi_n, mi_lambda, mi_pool,
            mi_threshold, max_batch, suite, eps_list, norm, n_examples, seeds, eval_repeats,
            attack_draws, aa_version, aa_attacks, steps, step_size, loss, restarts, eot_iter,
            targeted, variant, surrogate, batch_size, data_dir, out, no_sanity, attack_preset,
-           no_progress) -> None:
-    """Attack a checkpoint (optionally defended) and store one record per seed and eps."""
+           no_progress, device_spec, tf32) -> None:
+    """Attack a checkpoint (optionally defended) and store one record per seed and eps.
+
+    Under ``torchrun --nproc-per-node G -m mi_bench.cli attack ...`` the batches of each run are
+    spread over the G ranks; the record is the one a single process writes.
+    """
     if attack_preset is not None:
         if suite != "eot-pgd":
             raise UserError(f"--attack-preset {attack_preset} is an eot-pgd setting; add "
@@ -112,6 +118,7 @@ def attack(ctx, checkpoint, arch, arch_opt, defense, defense_opt, mi_n, mi_lambd
     for sur in surrogates:  # a bad surrogate fails now, not after the first eps was attacked
         if sur is not None:
             load_classifier(sur)
+    device, world = start(device_spec, tf32)
     store = ResultStore(out)
     store.check()  # damaged records fail now, not after the attack
 
@@ -120,14 +127,16 @@ def attack(ctx, checkpoint, arch, arch_opt, defense, defense_opt, mi_n, mi_lambd
 
     # the first run loads the checkpoint, data and defense (their errors come before any file
     # is written); the others differ only in the eps and surrogate checked above
-    first = AttackRun(configs[0], store, progress=not no_progress, log=log)
+    first = AttackRun(configs[0], store, progress=not no_progress, log=log, device=device)
     check_output_dir(out, "--out")
     rows = []
     for cfg in configs:
-        run = first if cfg is configs[0] else AttackRun(cfg, store, not no_progress, log)
+        run = first if cfg is configs[0] else AttackRun(cfg, store, not no_progress, log,
+                                                        device=device)
         records = [run.run_seed(s) for s in cfg.seeds]
         rows.append((cfg, run, records, summarize_seeds(store, records)))
-    _print_summary(rows, out)
+    if world.is_main:
+        _print_summary(rows, out)
 
 
 def _print_summary(rows, out: str) -> None:

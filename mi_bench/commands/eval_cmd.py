@@ -13,6 +13,7 @@ from mi_bench.commands.common import (
     parse_key_values,
     seed_option,
 )
+from mi_bench.commands.runtime import device_options, start
 
 
 @click.command("eval")
@@ -26,17 +27,21 @@ from mi_bench.commands.common import (
 @seed_option()
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+@device_options
 def evaluate(checkpoint, arch, arch_opt, defense, defense_opt, mi_n, mi_lambda, mi_pool,
              mi_threshold, max_batch, data_dir, n_examples, eval_repeats, seed, batch_size,
-             as_json) -> None:
+             as_json, device_spec, tf32) -> None:
     """Clean accuracy without and with the chosen defense."""
     from mi_bench.data import load_split
     from mi_bench.defenses import get_defense
+    from mi_bench.device import describe
     from mi_bench.evaluate import clean_accuracy
     from mi_bench.models.zoo import load_classifier
 
     opts = defense_settings(defense, defense_opt, mi_n, mi_lambda, mi_pool, mi_threshold)
+    device, _ = start(device_spec, tf32)
     model, card = load_classifier(checkpoint, arch, parse_key_values(arch_opt, "--arch-opt"))
+    model.to(device)
     test = load_split(card.get("dataset", "cifar10"), "test", data_dir)
     if n_examples is not None:
         test = test.head(n_examples)
@@ -46,8 +51,8 @@ def evaluate(checkpoint, arch, arch_opt, defense, defense_opt, mi_n, mi_lambda, 
         defended = chosen.wrap(model, seed, None, max_batch)
         rows.append({"defense": chosen.name, "settings": chosen.settings(),
                      **clean_accuracy(defended, test, eval_repeats, batch_size, progress=True)})
-    result = {"checkpoint": card.get("name"), "data": test.source, "card_clean_acc":
-              card.get("clean_acc"), "seed": seed, "results": rows}
+    result = {"checkpoint": card.get("name"), "data": test.source, "device": describe(device),
+              "card_clean_acc": card.get("clean_acc"), "seed": seed, "results": rows}
     if as_json:
         click.echo(json.dumps(result))
         return

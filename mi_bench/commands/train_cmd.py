@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from mi_bench.commands.common import command_line, parse_eps, parse_key_values, seed_option
+from mi_bench.commands.runtime import device_options, start
 from mi_bench.errors import UserError
 
 
@@ -37,10 +38,17 @@ from mi_bench.errors import UserError
 @click.option("--resume", is_flag=True, help="continue an interrupted run from OUT.resume.pt")
 @click.option("--overwrite", is_flag=True, help="replace an existing OUT (never done otherwise)")
 @click.option("--no-progress", is_flag=True)
+@device_options
+@click.option("--amp/--no-amp", default=None,
+              help="bf16 autocast and channels_last [on for CUDA, off for the CPU]")
 def train(method, arch, arch_opt, dataset, data_dir, download, preset, epochs, batch_size, lr,
           schedule, weight_decay, alpha, pgd_steps, eps, seed, n_train, out, resume, overwrite,
-          no_progress) -> None:
-    """Train ERM, mixup or interpolated adversarial training (IAT)."""
+          no_progress, device_spec, tf32, amp) -> None:
+    """Train ERM, mixup or interpolated adversarial training (IAT).
+
+    Under ``torchrun --nproc-per-node G -m mi_bench.cli train ...`` it trains with
+    DistributedDataParallel; --batch-size stays the global batch (G shares of it).
+    """
     from mi_bench.data import load_split
     from mi_bench.results import check_output_dir
     from mi_bench.train import TrainConfig
@@ -57,12 +65,15 @@ def train(method, arch, arch_opt, dataset, data_dir, download, preset, epochs, b
     cfg.validate()
     if resume and overwrite:
         raise UserError("--resume and --overwrite contradict each other; pick one")
+    device, world = start(device_spec, tf32, deterministic=False)
     train_split = load_split(dataset, "train", data_dir, download, allow_sample=False)
     test_split = load_split(dataset, "test", data_dir, download, allow_sample=False)
     if n_train is not None:
         train_split = train_split.head(n_train)
     check_output_dir(Path(out).parent, "--out's folder")
     _, card = run_train(cfg, train_split, test_split, out, resume=resume, command=command_line(),
-                        progress=not no_progress, final_eval=test_split, overwrite=overwrite)
-    click.echo(f"clean accuracy {card['clean_acc']:.2%} on {card['clean_acc_n']} test images; "
-               f"checkpoint {out}")
+                        progress=not no_progress, final_eval=test_split, overwrite=overwrite,
+                        device=device, amp=amp, channels_last=amp)
+    if world.is_main:
+        click.echo(f"clean accuracy {card['clean_acc']:.2%} on {card['clean_acc_n']} test "
+                   f"images; checkpoint {out}")

@@ -98,7 +98,12 @@ class PartnerPool:
         return self.table[classes, pos]
 
     def float_images(self, idx: torch.Tensor, device) -> torch.Tensor:
-        return self.images[idx.flatten()].to(device).float().div_(255.0)
+        """Partners ``idx`` (drawn on the CPU) from a uint8 copy of the pool moved to ``device``
+        once, so a GPU run never ships the pool again and draws match the CPU's."""
+        device = torch.device(device)
+        if self.images.device != device:
+            self.images = self.images.to(device)
+        return self.images[idx.flatten().to(device)].float().div_(255.0)
 
 
 class MixupInference(nn.Module):
