@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from mi_bench.defenses.mi import PartnerPool
 
 from mi_bench import device as devmod
 from mi_bench.attacks.pgd import _random_start
 from mi_bench.attacks.runner import AttackConfig, AttackRun
 from mi_bench.checkpoint import load_checkpoint
+from mi_bench.defenses.mi import PartnerPool
 from mi_bench.device import module_device, precision_label, resolve_device, set_precision
 from mi_bench.errors import UserError
 from mi_bench.results import ResultStore
