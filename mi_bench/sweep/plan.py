@@ -12,10 +12,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from mi_bench.attacks.runner import AttackConfig, AttackRun
+from mi_bench.attacks.runner import MAX_EPS, AttackConfig, AttackRun
+from mi_bench.defenses import canonical_name
 from mi_bench.errors import UserError
 from mi_bench.results import ResultStore, record_key
-from mi_bench.sweep.spec import AXES, MAX_EPS, Grid, Spec, Store
+from mi_bench.sweep.spec import AXES, Grid, Spec, Store
 
 # the defaults of ``mi-bench attack``: a job and the same command line make the same record
 ATTACK_DEFAULTS = {"norm": "Linf", "eval_repeats": 5, "batch_size": 50, "max_batch": 64,
@@ -73,7 +74,9 @@ class Job:
 def attack_config(s: dict[str, Any], seeds: list[int], data_dir: str | None) -> AttackConfig:
     """A cell's settings as the ``mi-bench attack`` command would build them."""
     v = {**ATTACK_DEFAULTS, **s}
-    opts = {MI_SETTINGS[k]: v[k] for k in MI_SETTINGS if v.get(k) is not None}
+    # a grid's mi_* settings configure its MI defenses; the others in the grid ignore them
+    is_mi = canonical_name(v["defense"]).startswith("mi-")
+    opts = {MI_SETTINGS[k]: v[k] for k in MI_SETTINGS if is_mi and v.get(k) is not None}
     opts.update({k: str(x) for k, x in (v.get("defense_opt") or {}).items()})
     draws = v["attack_mi_samples"] if "attack_mi_samples" in s else v["attack_draws"]
     label, eps = v["eps"]
