@@ -162,8 +162,10 @@ BAD = [
      "[[grid]] 'oblivious': unknown key 'stpes'"),
     (None, ('checkpoints = ["{ckpt}"]\ndefenses = ["none", "mi-ol"]',
             'checkpoints = ["no-such-model"]\ndefenses = ["none", "mi-ol"]'),
-     ("'oblivious' (oblivious: no-such-model + none, pgd, eps 4/255 Linf, n 8): checkpoint "
-     "'no-such-model' is neither a file nor a shipped checkpoint")),
+     ("[[grid]] 'oblivious': checkpoints = 'no-such-model': checkpoint 'no-such-model' is "
+      "neither a file nor a shipped checkpoint")),
+    (None, ('suites = ["pgd"]', 'suites = ["transfer"]\nsurrogates = ["nope"]'),
+     "[[grid]] 'oblivious': surrogates = 'nope': checkpoint 'nope' is neither"),
     (None, ('eps = ["4/255", "8/255"]', 'eps = ["4/255", "300/255"]'),
      "eps = '300/255' is out of range for Linf"),
     (None, ('eps = ["4/255", "8/255"]', 'eps = ["4/255", "-1/255"]'),
@@ -207,3 +209,17 @@ def test_the_committed_results_spec_is_valid():
     names = [g.name for g in spec.grids]
     assert names[:4] == ["tradeoff-k", "tradeoff-eot", "tradeoff-steps", "pgd"]
     assert names[-1] == "misweep-base"
+
+
+def test_a_checkpoint_beside_the_spec_is_found_from_anywhere(monkeypatch, tmp_path,
+                                                            tiny_checkpoint):
+    import shutil
+
+    shutil.copy(tiny_checkpoint, tmp_path / "tiny.pt")
+    spec = load_spec(write_spec(tmp_path / "specs", Path("../tiny.pt")))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    jobs = plan(spec, only=["adaptive"])
+    assert len(jobs) == 2 and jobs[0].cell.settings["checkpoint"].endswith("tiny.pt")
+    assert not (tmp_path / "specs" / "store").exists()

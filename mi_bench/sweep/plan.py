@@ -15,6 +15,7 @@ from typing import Any
 from mi_bench.attacks.runner import MAX_EPS, AttackConfig, AttackRun
 from mi_bench.defenses import canonical_name
 from mi_bench.errors import UserError
+from mi_bench.models.zoo import load_classifier
 from mi_bench.results import ResultStore, record_key
 from mi_bench.sweep.spec import AXES, Grid, Spec, Store
 
@@ -120,11 +121,33 @@ def expand(spec: Spec, grid: Grid) -> list[Cell]:
                                        *[_as_list(merged[k]) for k in lists]):
             surrogate, eps, n, *picked = combo
             varied = dict(zip(lists, picked))
-            settings = {**merged, **varied, "checkpoint": checkpoint, "defense": defense,
-                        "suite": suite, "surrogate": surrogate, "eps": eps, "n": n}
+            settings = {**merged, **varied, "checkpoint": _model(spec, checkpoint),
+                        "defense": defense, "suite": suite,
+                        "surrogate": surrogate and _model(spec, surrogate), "eps": eps, "n": n}
             cells.append(Cell(grid.name, spec.stores[grid.store], settings,
                               list(g.get("seeds", [0])), varied))
     return cells
+
+
+def _model(spec: Spec, name: str) -> str:
+    """A checkpoint file next to the spec is found from any working directory."""
+    beside = spec.path.parent / name
+    return str(beside) if beside.is_file() else name
+
+
+def check_models(spec: Spec, grids: list[Grid]) -> None:
+    """Every checkpoint and surrogate loads, or one line names the grid, key and value."""
+    seen: set[str] = set()
+    for grid in grids:
+        for key in ("checkpoints", "surrogates"):
+            for name in grid.values.get(key) or []:
+                if name not in seen:
+                    seen.add(name)
+                    try:
+                        load_classifier(_model(spec, name))
+                    except UserError as exc:
+                        raise UserError(f"{spec.path}: [[grid]] {grid.name!r}: {key} = "
+                                        f"{name!r}: {exc}") from None
 
 
 def plan(spec: Spec, data_dir: str | None = None, only: list[str] | None = None) -> list[Job]:
@@ -135,11 +158,11 @@ def plan(spec: Spec, data_dir: str | None = None, only: list[str] | None = None)
     if unknown:
         raise UserError(f"--only {','.join(unknown)}: no such grid in {spec.path} "
                         f"(grids: {', '.join(names)})")
+    grids = [g for g in spec.grids if not only or g.name in only]
+    check_models(spec, grids)
     jobs: list[Job] = []
     seen: dict[tuple[str, str], int] = {}
-    for grid in spec.grids:
-        if only and grid.name not in only:
-            continue
+    for grid in grids:
         for cell in expand(spec, grid):
             try:
                 run = AttackRun(cell.config(data_dir), ResultStore(cell.store.path),
