@@ -205,10 +205,15 @@ def test_unknown_only_grid_and_missing_spec(monkeypatch, capsys, tmp_path, tiny_
 
 def test_the_committed_results_spec_is_valid():
     spec = load_spec(Path(__file__).resolve().parents[1] / "leaderboards" / "sweep.toml")
-    assert [s.name for s in spec.stores.values()] == ["main", "sweeps"]
+    assert [s.name for s in spec.stores.values()] == ["main"]
     names = [g.name for g in spec.grids]
-    assert names[:4] == ["tradeoff-k", "tradeoff-eot", "tradeoff-steps", "pgd"]
-    assert names[-1] == "misweep-base"
+    assert names[0] == "comparison-oblivious" and names[-1] == "comparison-autoattack"
+    # every defense of the comparison is in every suite's grid: one image set, every column
+    defenses = {d for g in spec.grids for d in g.values["defenses"]}
+    assert defenses == {"none", "mi-ol", "gaussian-noise", "uniform-noise", "rotation", "xie",
+                        "guo"}
+    jobs = plan(spec)
+    assert len(jobs) == 98 and {j.cell.settings["n"] for j in jobs} == {100}
 
 
 def test_a_checkpoint_beside_the_spec_is_found_from_anywhere(monkeypatch, tmp_path,
