@@ -229,7 +229,10 @@ def test_autoattack_randomness_check_fires_on_mi_with_standard(tmp_path, tiny_ch
     plain = run(tmp_path, tiny_checkpoint, suite="autoattack", defense="none").sanity_checks(0)
     assert not plain["randomized"] and "autoattack_randomness_check" not in plain
     default = run(tmp_path, tiny_checkpoint, suite="autoattack", defense_opts={"n_samples": 4})
-    suite = default.suite(default.attack_model(0))
+    assert default.suite(default.attack_model(0)).settings()["version"] == "ensemble"
+    rand = run(tmp_path, tiny_checkpoint, suite="autoattack", defense_opts={"n_samples": 4},
+               aa_version="rand")
+    suite = rand.suite(rand.attack_model(0))
     assert suite.version == "rand" and suite.effective_eot() == 20
     # K defaults to N = 4 partners: 2 attacks x 100 iterations x EOT 20 x (1 + K) passes
     assert suite.passes_per_image() == 2 * 100 * 20 * (1 + 4)
