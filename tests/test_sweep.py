@@ -207,13 +207,13 @@ def test_the_committed_results_spec_is_valid():
     spec = load_spec(Path(__file__).resolve().parents[1] / "leaderboards" / "sweep.toml")
     assert [s.name for s in spec.stores.values()] == ["main"]
     names = [g.name for g in spec.grids]
-    assert names[0] == "comparison-oblivious" and names[-1] == "comparison-autoattack-ensemble"
+    assert names[0] == "comparison-oblivious" and names[-1] == "tramer-preset"
     # every defense of the comparison is in every suite's grid: one image set, every column
     defenses = {d for g in spec.grids for d in g.values["defenses"]}
     assert defenses == {"none", "mi-ol", "gaussian-noise", "uniform-noise", "rotation", "xie",
                         "guo"}
     jobs = plan(spec)
-    assert len(jobs) == 100 and {j.cell.settings["n"] for j in jobs} == {100}
+    assert len(jobs) == 101 and {j.cell.settings["n"] for j in jobs} == {100}
 
 
 def test_a_checkpoint_beside_the_spec_is_found_from_anywhere(monkeypatch, tmp_path,

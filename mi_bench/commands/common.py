@@ -100,11 +100,10 @@ def defense_options(fn):
     """The options that choose and configure the inference-time defense (``eval``, ``attack``)."""
     import click
 
-    from mi_bench.defenses import defense_names
-    from mi_bench.defenses.registry import _ALIASES
+    from mi_bench.defenses import defense_aliases, defense_names
 
     opts = [
-        click.option("--defense", type=click.Choice(defense_names() + sorted(_ALIASES)),
+        click.option("--defense", type=click.Choice(defense_names() + defense_aliases()),
                      default="mi-ol", show_default=True, help="a registered defense"),
         click.option("--defense-opt", multiple=True,
                      help="defense setting key=value, e.g. sigma=0.05 or draws=1 (repeatable)"),

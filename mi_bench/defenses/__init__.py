@@ -11,11 +11,12 @@ from mi_bench.defenses import baselines, mi  # noqa: F401  (registers the defens
 from mi_bench.defenses.registry import (
     Defense,
     canonical_name,
+    defense_aliases,
     defense_names,
     get_defense,
     parse_defense_opts,
     register,
 )
 
-__all__ = ["Defense", "canonical_name", "defense_names", "get_defense", "parse_defense_opts",
-           "register"]
+__all__ = ["Defense", "canonical_name", "defense_aliases", "defense_names", "get_defense",
+           "parse_defense_opts", "register"]

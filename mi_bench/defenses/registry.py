@@ -77,6 +77,11 @@ def defense_names() -> list[str]:
     return list(_REGISTRY)
 
 
+def defense_aliases() -> list[str]:
+    """Other names accepted for registered defenses (``gaussian`` for ``gaussian-noise``)."""
+    return sorted(_ALIASES)
+
+
 def canonical_name(name: str) -> str:
     name = _ALIASES.get(name, name)
     if name not in _REGISTRY:

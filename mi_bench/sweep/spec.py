@@ -43,11 +43,10 @@ from mi_bench.attacks.pgd import LOSSES, NORMS
 from mi_bench.attacks.runner import SUITES
 from mi_bench.attacks.suites import AA_ATTACKS, AA_VERSIONS
 from mi_bench.commands.common import parse_eps
-from mi_bench.defenses import defense_names
-from mi_bench.defenses.registry import _ALIASES
+from mi_bench.defenses import defense_aliases, defense_names
 from mi_bench.errors import UserError
 
-DEFENSES = tuple(defense_names()) + tuple(sorted(_ALIASES))
+DEFENSES = tuple(defense_names() + defense_aliases())
 ATTACKS = tuple(dict.fromkeys(AA_ATTACKS + MEMBERS))
 AXES = ("checkpoints", "defenses", "suites", "surrogates", "eps", "n", "seeds")
 REQUIRED = ("checkpoints", "defenses", "suites", "eps", "n")
