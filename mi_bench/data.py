@@ -141,14 +141,11 @@ def _load_torchvision(root: Path, dataset: str, split: str, download: bool) -> S
         ds = cls(str(root), train=(split == "train"), download=download)
     except UserError:
         raise
-    except (TimeoutError, OSError) as exc:
-        if not download:
-            raise UserError(f"{root / TORCHVISION_DIRS[dataset]}: cannot read the official "
-                            f"{dataset} layout ({exc.__class__.__name__}: {exc})") from None
-        raise UserError(f"downloading {dataset} into {root} failed ({exc.__class__.__name__}: "
-                        f"{str(exc)[:120]}; no answer within {DOWNLOAD_TIMEOUT_S} s per read); "
-                        "check the network or put the data in --data-dir") from None
     except Exception as exc:  # noqa: BLE001 - torchvision raises many kinds
+        if download and isinstance(exc, OSError):  # timeouts and refused connections included
+            raise UserError(f"downloading {dataset} into {root} failed ({exc.__class__.__name__}:"
+                            f" {str(exc)[:120]}; no answer within {DOWNLOAD_TIMEOUT_S} s per "
+                            "read); check the network or put the data in --data-dir") from None
         raise UserError(f"{root / TORCHVISION_DIRS[dataset]}: cannot read the official "
                         f"{dataset} layout ({exc.__class__.__name__}: {exc})") from None
     finally:

@@ -30,7 +30,7 @@ import pandas as pd
 from mi_bench.errors import UserError
 from mi_bench.leaderboard import DEFAULT_ROOT, SNAPSHOT_FILE, load_leaderboard, rank_of
 from mi_bench.model_info import write_model_info
-from mi_bench.results import atomic_write_text
+from mi_bench.results import atomic_write_text, check_output_dir
 from mi_bench.rows import (
     CSV_PREFIX,
     HEADLINE_EPS,
@@ -371,14 +371,6 @@ def parse_formats(text: str) -> list[str]:
     return list(dict.fromkeys(formats))
 
 
-def _out_dir(out: str | Path) -> Path:
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file, expected a folder")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
 @dataclass
 class Written:
     """What ``write_report`` produced, for the command to print."""
@@ -393,7 +385,7 @@ def write_report(rep: Report, out: str | Path, formats: list[str] | tuple[str, .
 
     Tables come last so ``report.md`` can list the plots and entries (and what was skipped).
     """
-    out = _out_dir(out)
+    out = check_output_dir(out, "--out")
     files: list[Path] = []
     notes: list[str] = []
     if plots:

@@ -50,10 +50,8 @@ class EnsembleSuite:
     restarts: int = 1
     members: tuple[str, ...] = DEFAULT_MEMBERS
     num_classes: int = 10
-    device: str = "cpu"
     name: str = "autoattack"
     warnings: list[str] = field(default_factory=list)
-    own_correct: None = None
     results: dict[str, np.ndarray] = field(default_factory=dict)  # member -> (R, b) correct
     wins: dict[str, int] = field(default_factory=dict)
 
@@ -62,12 +60,17 @@ class EnsembleSuite:
                 "eot_iter": self.eot_iter, "restarts": self.restarts,
                 "apgd_draws_per_forward": self.draws * self.eot_iter}
 
+    @property
+    def target_classes(self) -> int:
+        """APGD-T's targets: AutoAttack's 9, fewer when the data set has fewer other classes."""
+        return min(9, self.num_classes - 1)
+
     def passes_per_image(self) -> int:
         """Upper bound: every member runs to the end on every point."""
         total = 0
         for m in self.members:
             if m.startswith("apgd"):
-                targets = 9 if m == "apgd-t" else 1
+                targets = self.target_classes if m == "apgd-t" else 1
                 total += self.n_iter * self.restarts * targets * self.calls_cost(
                     self.draws * self.eot_iter)
             else:
@@ -83,12 +86,12 @@ class EnsembleSuite:
             if name == "apgd-t":
                 atk = APGDAttack_targeted(model, n_iter=self.n_iter, norm=self.norm,
                                           n_restarts=self.restarts, eps=self.eps, seed=seed,
-                                          eot_iter=1, rho=0.75, device=self.device, logger=log,
-                                          n_target_classes=min(9, self.num_classes - 1))
+                                          eot_iter=1, rho=0.75, device=str(x.device),
+                                          logger=log, n_target_classes=self.target_classes)
                 return atk.perturb(x.contiguous(), y).detach()
             atk = APGDAttack(model, n_iter=self.n_iter, norm=self.norm, n_restarts=self.restarts,
                              eps=self.eps, seed=seed, loss=name.removeprefix("apgd-"),
-                             eot_iter=1, rho=0.75, device=self.device, logger=log)
+                             eot_iter=1, rho=0.75, device=str(x.device), logger=log)
             torch.manual_seed(seed)  # APGD seeds itself only in its default branch
             # best_loss: attack every point and keep its highest-loss iterate, never skip it
             return atk.perturb(x.contiguous(), y, best_loss=True).detach()

@@ -22,7 +22,13 @@ from torch import nn
 from tqdm import tqdm
 
 from mi_bench import distributed
-from mi_bench.attacks.ensemble import MEMBERS, EnsembleSuite, ensemble_applies, member_list
+from mi_bench.attacks.ensemble import (
+    MEMBERS,
+    EnsembleSuite,
+    bad_members,
+    ensemble_applies,
+    member_list,
+)
 from mi_bench.attacks.pgd import LOSSES, NORMS, attack_loss
 from mi_bench.attacks.suites import (
     AA_ATTACKS,
@@ -42,9 +48,9 @@ from mi_bench.models.zoo import load_classifier
 from mi_bench.results import PROTOCOL, ResultStore, dotted_get, package_versions, record_key
 
 SUITES = ("autoattack", "eot-pgd", "pgd", "transfer")
-SANITY_EPS = {"Linf": 0.5, "L2": 20.0}
+SANITY_EPS = {"Linf": 0.5, "L2": 20.0}  # far beyond any perturbation a classifier survives
 # the largest meaningful radius: the diameter of [0, 1]^(3x32x32) in each norm
-MAX_EPS = {"Linf": 1.0, "L2": math.sqrt(3 * 32 * 32)}  # far beyond any perturbation a classifier survives
+MAX_EPS = {"Linf": 1.0, "L2": math.sqrt(3 * 32 * 32)}
 # what fixes a batch's clean evaluation draws (with the batch bounds)
 CLEAN_IDENTITY = ("protocol", "checkpoint_sha256", "defense", "defense_settings", "seed",
                   "eval_repeats", "batch_size")
@@ -217,7 +223,7 @@ class AttackRun:
                                                                              "eot-pgd") else 1
         stochastic = self.stochastic_attack
         if c.suite == "autoattack" and ensemble_applies(self.defense.randomized, c.aa_version):
-            bad = [a for a in c.aa_attacks or [] if a not in MEMBERS]
+            bad = bad_members(c.aa_attacks)
             if bad:
                 raise UserError(f"{bad} are not ensemble members; expected {MEMBERS} (or "
                                 "--aa-version custom for pyautoattack's list)")
@@ -492,8 +498,8 @@ class AttackRun:
 
 
 def _same_except(a: dict, b: dict, keys: tuple[str, ...]) -> bool:
-    ident = ("protocol", "checkpoint_sha256", "defense", "defense_settings", "suite", "norm", "seed", "n", "data",
-             "surrogate_sha256", "eval_repeats", "attack.loss", "attack.version", "attack.attacks",
+    ident = ("protocol", "checkpoint_sha256", "defense", "defense_settings", "suite", "norm",
+             "seed", "n", "data", "surrogate_sha256", "eval_repeats", "attack.loss", "attack.version", "attack.attacks",
              "attack.targeted", "attack.variant")
     return a["key"] != b.get("key") and all(dotted_get(a, k) == dotted_get(b, k) for k in ident)
 

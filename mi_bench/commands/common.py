@@ -51,16 +51,24 @@ def parse_eps_list(value: str) -> list[tuple[str, float]]:
     return [(label, parse_eps(label)) for label in labels]
 
 
-def parse_key_values(items, what: str) -> dict:
-    """``("width=16",)`` -> {"width": 16}: ints, floats or strings, for --arch-opt and alike."""
+def split_key_values(items, what: str, example: str = "width=16") -> dict[str, str]:
+    """``("a=1", "b=x")`` -> {"a": "1", "b": "x"}: the one parser of key=value options."""
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise UserError(f"bad {what} {item!r}; expected key=value, e.g. width=16")
+            raise UserError(f"bad {what} {item!r}; expected key=value, e.g. {example}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def parse_key_values(items, what: str) -> dict:
+    """``("width=16",)`` -> {"width": 16}: ints, floats or strings, for --arch-opt and alike."""
+    out = {}
+    for key, value in split_key_values(items, what).items():
         for cast in (int, float, str):
             try:
-                out[key.strip()] = cast(value)
+                out[key] = cast(value)
                 break
             except ValueError:
                 continue
@@ -129,9 +137,9 @@ MI_FLAGS = {"n_samples": "--mi-n", "lam": "--mi-lambda", "pool_split": "--mi-poo
 
 def defense_settings(defense: str, defense_opt, mi_n, mi_lambda, mi_pool, mi_threshold) -> dict:
     """Merge --defense-opt and the MI shortcuts into one options dict (MI flags need MI)."""
-    from mi_bench.defenses import canonical_name, parse_defense_opts
+    from mi_bench.defenses import canonical_name
 
-    opts = parse_defense_opts(defense_opt)
+    opts = split_key_values(defense_opt, "--defense-opt", "sigma=0.025")
     mi = {"n_samples": mi_n, "lam": mi_lambda, "pool_split": mi_pool, "threshold": mi_threshold}
     given = {k: v for k, v in mi.items() if v is not None}
     if given and not canonical_name(defense).startswith("mi-"):

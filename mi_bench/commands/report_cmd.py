@@ -42,11 +42,9 @@ def leaderboard(dataset: str, threat: str, top: int | None, text: str | None,
 def report(results: str, baseline: str, formats: str, out: str, plots: bool) -> None:
     """Rank every evaluated checkpoint + defense among the RobustBench entries."""
     from mi_bench.report import build_report, parse_formats, write_report
-    from mi_bench.results import check_output_dir
 
     fmts = parse_formats(formats)
     rep = build_report(results, baseline)
-    check_output_dir(out, "--out")
     written = write_report(rep, out, fmts, plots=plots)
     click.echo(f"{rep.n_records} records in {results}; baseline RobustBench {rep.dataset} "
                f"{rep.threat} ({rep.board_size} entries); headline eps {rep.headline_label}")

@@ -14,9 +14,8 @@ from mi_bench.defenses.registry import (
     defense_aliases,
     defense_names,
     get_defense,
-    parse_defense_opts,
     register,
 )
 
 __all__ = ["Defense", "canonical_name", "defense_aliases", "defense_names", "get_defense",
-           "parse_defense_opts", "register"]
+           "register"]

@@ -130,17 +130,6 @@ def _coerce(raw: Any, field: dataclasses.Field, key: str, what: str) -> Any:
     return raw
 
 
-def parse_defense_opts(items: tuple[str, ...] | list[str]) -> dict:
-    """``("sigma=0.05", "draws=1")`` -> {"sigma": "0.05", "draws": "1"}; typed later."""
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"bad --defense-opt {item!r}; expected key=value, e.g. sigma=0.025")
-        out[key.strip()] = value.strip()
-    return out
-
-
 @register("none")
 class NoDefense(Defense):
     """The bare classifier: deterministic, one pass per prediction."""
