@@ -28,6 +28,7 @@ from pathlib import Path
 import pandas as pd
 
 from mi_bench.errors import UserError
+from mi_bench.gains import GAINS_NOTE, gains_table, paired_gains
 from mi_bench.leaderboard import DEFAULT_ROOT, SNAPSHOT_FILE, load_leaderboard, rank_of
 from mi_bench.model_info import write_model_info
 from mi_bench.results import atomic_write_text, check_output_dir
@@ -335,6 +336,10 @@ def render_markdown(rep: Report, skipped: list[str] | None = None,
             "## Randomized defenses (RobustBench admits only deterministic ones)", "",
             RANDOMIZED_NOTE, "",
             _table(rep.ranked_md[randomized]), ""]
+    gains = paired_gains(rep.rows)
+    if gains:
+        lines += ["## What each defense changes, paired over the same images", "", GAINS_NOTE,
+                  "", _table(gains_table(gains)), ""]
     lines += ["## Missing", ""]
     lines += [f"- {m}" for m in rep.missing] or ["- nothing: every column is measured"]
     lines += ["", "## Notes", ""]

@@ -116,6 +116,9 @@ class Cell:
     worst: float
     problems: list[str]
     scores: dict | None = None  # per example: robust, clean (share right), worst (bool)
+    # per example robust score of every variant with arrays, the chosen one first: the worst
+    # over attacks takes the minimum over all of them, not only over the chosen ones
+    all_robust: list = field(default_factory=list)
 
     @property
     def records(self) -> list[dict]:
@@ -212,7 +215,14 @@ def _make_cell(store: ResultStore, suite: str, variants: list[Variant]) -> Cell:
                                              json.dumps(v.ident, sort_keys=True)))
     scores, problems = example_scores(store, ranked[0].records)
     worst = float(scores["worst"].mean()) if scores else math.nan
-    return Cell(suite, ranked[0], ranked[1:], worst, problems, scores)
+    all_robust = [scores["robust"]] if scores else []
+    for other in ranked[1:]:
+        more, trouble = example_scores(store, other.records)
+        problems += trouble
+        if more is not None and scores is not None and more["robust"].shape == scores[
+                "robust"].shape:
+            all_robust.append(more["robust"])
+    return Cell(suite, ranked[0], ranked[1:], worst, problems, scores, all_robust)
 
 
 @dataclass
@@ -240,13 +250,17 @@ class Row:
         return self.defense_text
 
     @property
+    def worst_scores(self) -> np.ndarray | None:
+        """Per image the lowest robust score over every attack the row ran, each variant of
+        each column included (None without arrays)."""
+        scores = [s for c in self.cells.values() for s in c.all_robust]
+        return np.min(np.stack(scores), axis=0) if scores else None
+
+    @property
     def worst_over_attacks(self) -> tuple[float, tuple[float, float]] | None:
-        """Per image the lowest robust score over the row's attacks, its mean and interval."""
-        scores = [c.scores["robust"] for c in self.cells.values() if c.scores is not None]
-        if not scores:
-            return None
-        low = np.min(np.stack(scores), axis=0)
-        return float(low.mean()), interval(low)
+        """The mean of ``worst_scores`` and its interval over images."""
+        low = self.worst_scores
+        return None if low is None else (float(low.mean()), interval(low))
 
     @property
     def is_mi(self) -> bool:

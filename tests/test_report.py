@@ -18,6 +18,7 @@ from click.testing import CliRunner
 
 from mi_bench import cli as cli_module
 from mi_bench.errors import UserError
+from mi_bench.gains import paired_gains
 from mi_bench.intervals import wilson
 from mi_bench.leaderboard import COLUMNS, load_leaderboard, read_model_info
 from mi_bench.report import (
@@ -27,6 +28,7 @@ from mi_bench.report import (
     leaderboard_table,
     parse_baseline,
     parse_formats,
+    render_markdown,
     write_report,
 )
 from mi_bench.results import PROTOCOL, ResultStore, record_key
@@ -398,3 +400,35 @@ def test_autoattack_above_eot_pgd_is_flagged(tmp_path: Path, board_root: Path) -
     put(store, suite="eot-pgd", adv=[[1, 0, 0, 1]])
     rep = build_report(tmp_path / "r", "robustbench:cifar10:Linf", root=board_root)
     assert "AutoAttack reads above EOT-PGD (75.00 > 50.00)" in rep.sweep.iloc[0]["notes"]
+
+
+def test_defense_gain_is_paired_over_the_same_images(tmp_path: Path, board_root: Path) -> None:
+    store = ResultStore(tmp_path / "r")
+    n = 40
+    base = [1] * 10 + [0] * 30  # 25% robust without the defense
+    mi = [1] * 10 + [1] * 8 + [0] * 22  # the same 10 images, and 8 more: +20 points per image
+    put(store, suite="eot-pgd", defense="none", adv=[base])
+    put(store, suite="eot-pgd", adv=[mi])
+    put(store, suite="eot-pgd", defense="gaussian-noise", mi=None, adv=[[0] + base[1:]])
+    put(store, suite="eot-pgd", defense="none", adv=[base[:20]], eps=EPS8 / 2,
+        eps_label="4/255")  # another image set at another eps: nothing to pair with
+    rep = build_report(tmp_path / "r", "robustbench:cifar10:Linf", root=board_root)
+    gains = {g.row.defense: g for g in paired_gains(rep.rows)}
+    assert set(gains) == {"mi-ol", "gaussian-noise"}
+    assert gains["mi-ol"].robust == pytest.approx(8 / n)
+    assert gains["mi-ol"].robust_ci[0] > 0 and gains["mi-ol"].verdict == "gain"
+    assert gains["gaussian-noise"].robust == pytest.approx(-1 / n)
+    assert gains["gaussian-noise"].verdict == "no difference shown"
+    text = render_markdown(rep)
+    assert "paired over the same images" in text and "+20.00 [" in text
+
+
+def test_worst_over_attacks_takes_every_variant_not_only_the_shown_one(
+        tmp_path: Path, board_root: Path) -> None:
+    store = ResultStore(tmp_path / "r")
+    put(store, suite="autoattack", eot=20, adv=[[1, 0, 0, 1]])  # shown: 50%
+    put(store, suite="autoattack", eot=5, adv=[[0, 1, 1, 1]])  # weaker overall, breaks image 0
+    rep = build_report(tmp_path / "r", "robustbench:cifar10:Linf", root=board_root)
+    (row,) = rep.sweep.to_dict("records")
+    assert row["adaptive_mean"] == 50.0
+    assert row["worst_over_attacks_mean"] == 25.0, "image 0 falls to the other setting"

@@ -1,0 +1,88 @@
+"""What a defense changes on its model, paired over the same images.
+
+Two rows' intervals can overlap while the defense still helps on the images both rows were
+measured on, and two intervals that do not overlap still say less than the difference itself.
+The gain here is per image: the defended row's score minus the undefended row's, for the worst
+over attacks and for clean accuracy, with a bootstrap interval over images of that difference.
+Only rows of one model, threat, eps and image set are paired, so every image meets itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from mi_bench.intervals import bootstrap
+from mi_bench.rows import Row
+
+
+@dataclass(frozen=True)
+class Gain:
+    row: Row
+    base: Row
+    robust: float  # mean per-image difference of worst-over-attacks scores, in [-1, 1]
+    robust_ci: tuple[float, float]
+    clean: float
+    clean_ci: tuple[float, float]
+
+    @property
+    def verdict(self) -> str:
+        lo, hi = self.robust_ci
+        return "gain" if lo > 0 else "loss" if hi < 0 else "no difference shown"
+
+
+def image_set(row: Row) -> tuple[int, str] | None:
+    """(n, data) shared by every record of the row (the report refuses rows that mix them)."""
+    main = row.main_cell
+    if main is None:
+        return None
+    first = main.records[0]
+    return int(first["n"]), str(first.get("data"))
+
+
+def _clean_scores(row: Row) -> np.ndarray | None:
+    main = row.main_cell
+    return None if main is None or main.scores is None else main.scores["clean"]
+
+
+def paired_gains(rows: list[Row]) -> list[Gain]:
+    """Every defended row against the undefended row of its model, eps and image set."""
+    bases = {(r.model, r.norm, r.eps_label, image_set(r)): r for r in rows
+             if r.defense == "none" and r.worst_scores is not None}
+    gains = []
+    for row in rows:
+        base = bases.get((row.model, row.norm, row.eps_label, image_set(row)))
+        if row.defense == "none" or base is None or row.worst_scores is None:
+            continue
+        robust = row.worst_scores - base.worst_scores
+        clean_row, clean_base = _clean_scores(row), _clean_scores(base)
+        clean = clean_row - clean_base if clean_row is not None and clean_base is not None \
+            else np.full_like(robust, np.nan)
+        gains.append(Gain(row, base, float(robust.mean()), bootstrap(robust),
+                          float(clean.mean()), bootstrap(clean)))
+    return gains
+
+
+def _signed(x: float, ci: tuple[float, float]) -> str:
+    if np.isnan(x):
+        return "—"
+    return f"{100 * x:+.2f} [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]"
+
+
+def gains_table(gains: list[Gain]) -> pd.DataFrame:
+    """One line per defended row: the paired changes in percentage points."""
+    return pd.DataFrame([{
+        "model": g.row.model, "defense": g.row.defense_label, "eps": g.row.where,
+        "n": image_set(g.row)[0],
+        "worst over attacks: defended − undefended": _signed(g.robust, g.robust_ci),
+        "clean: defended − undefended": _signed(g.clean, g.clean_ci),
+        "verdict (worst over attacks)": g.verdict,
+    } for g in gains])
+
+
+GAINS_NOTE = (
+    "Per image, the defended row's score minus the undefended row's on the same images (worst "
+    "over attacks; clean), in percentage points, with a 95% bootstrap interval over images of "
+    "that difference. *gain* or *loss* only where the interval excludes 0.")
