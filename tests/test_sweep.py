@@ -207,13 +207,30 @@ def test_the_committed_results_spec_is_valid():
     spec = load_spec(Path(__file__).resolve().parents[1] / "leaderboards" / "sweep.toml")
     assert [s.name for s in spec.stores.values()] == ["main"]
     names = [g.name for g in spec.grids]
-    assert names[0] == "comparison-oblivious" and names[-1] == "tramer-preset"
+    assert names[0] == "comparison-oblivious" and names[-1] == "convergence-restarts"
     # every defense of the comparison is in every suite's grid: one image set, every column
     defenses = {d for g in spec.grids for d in g.values["defenses"]}
     assert defenses == {"none", "mi-ol", "gaussian-noise", "uniform-noise", "rotation", "xie",
                         "guo"}
     jobs = plan(spec)
-    assert len(jobs) == 101 and {j.cell.settings["n"] for j in jobs} == {100}
+    assert len(jobs) == 105 and {j.cell.settings["n"] for j in jobs} == {100}
+
+
+def test_the_headline_spec_keeps_one_image_set_per_eps():
+    spec = load_spec(Path(__file__).resolve().parents[1] / "leaderboards" / "headline.toml")
+    assert [s.name for s in spec.stores.values()] == ["headline"]
+    jobs = plan(spec)
+    sets: dict[str, set] = {}
+    for j in jobs:
+        sets.setdefault(j.cell.settings["eps"][0], set()).add(j.cell.settings["n"])
+    assert sets == {"8/255": {1000}, "1/255": {500}, "2/255": {500}, "4/255": {500}}
+    at8 = {("mixup" if "mixup" in str(j.cell.settings["checkpoint"]) else "iat",
+            j.cell.settings["defense"], j.cell.settings["suite"])
+           for j in jobs if j.cell.settings["eps"][0] == "8/255"}
+    for model in ("mixup", "iat"):
+        for defense in ("none", "mi-ol"):
+            for suite in ("pgd", "eot-pgd", "autoattack", "transfer"):
+                assert (model, defense, suite) in at8, (model, defense, suite)
 
 
 def test_a_checkpoint_beside_the_spec_is_found_from_anywhere(monkeypatch, tmp_path,
