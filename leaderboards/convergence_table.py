@@ -1,0 +1,58 @@
+"""Print the convergence table of the AutoAttack ensemble on one row, from a result store.
+
+Every ensemble record of the row (one knob pushed per record, as the ``convergence-*`` grids of
+``sweep.toml`` run them) with its interval over images and each member's wins, then the
+per-image minimum over every record of the row (all suites)::
+
+    python leaderboards/convergence_table.py leaderboards/results/store \
+        --checkpoint prn18w16-iat-s0 --defense mi-ol --eps 8/255
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from mi_bench.intervals import interval
+from mi_bench.rows import example_scores, read_records
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("store")
+    ap.add_argument("--checkpoint", required=True)
+    ap.add_argument("--defense", required=True)
+    ap.add_argument("--eps", default="8/255")
+    a = ap.parse_args()
+    store, records = read_records(a.store)
+    row = [r for r in records if a.checkpoint in str(r["checkpoint"]) and
+           r["defense"] == a.defense and r.get("eps_label") == a.eps]
+    if not row:
+        raise SystemExit(f"error: no records of {a.checkpoint} + {a.defense} at {a.eps}")
+    print("| ensemble setting | n | robust [95% interval] | wins: " +
+          " / ".join(next(r for r in row if r.get("ensemble"))["ensemble"]) + " |")
+    print("| --- | --- | --- | --- |")
+    lows = []
+    for r in sorted(row, key=lambda r: str(r.get("created"))):
+        scores, _ = example_scores(store, [r])
+        if scores is None:
+            continue
+        lows.append(scores["robust"])
+        if not r.get("ensemble"):
+            continue
+        at = r["attack"]
+        lo, hi = interval(scores["robust"])
+        setting = (f"EOT {at['eot_iter']}, {at['n_iter']} iterations, K {r['attack_draws']}, "
+                   f"{at['restarts']} restart(s)")
+        wins = " / ".join(str(m["wins"]) for m in r["ensemble"].values())
+        print(f"| {setting} | {r['n']} | {100 * scores['robust'].mean():.1f} "
+              f"[{100 * lo:.1f}, {100 * hi:.1f}] | {wins} |")
+    low = np.min(np.stack(lows), axis=0)
+    lo, hi = interval(low)
+    print(f"| per image, the minimum over all {len(lows)} records of the row | {len(low)} | "
+          f"{100 * low.mean():.1f} [{100 * lo:.1f}, {100 * hi:.1f}] | |")
+
+
+if __name__ == "__main__":
+    main()
