@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-
 from mi_bench.intervals import interval
-from mi_bench.rows import example_scores, read_records
+from mi_bench.rows import collect_rows, example_scores, read_records
 
 
 def main() -> None:
@@ -30,16 +28,20 @@ def main() -> None:
            r["defense"] == a.defense and r.get("eps_label") == a.eps]
     if not row:
         raise SystemExit(f"error: no records of {a.checkpoint} + {a.defense} at {a.eps}")
+    rows = collect_rows(store, row)  # the report's row: its worst over every record
+    if len(rows) != 1:
+        raise SystemExit(f"error: the records match {len(rows)} rows; name the checkpoint "
+                         "(and defense settings) of one")
+    (whole,) = rows
+    ensembles = [r for r in row if r.get("ensemble")]
+    if not ensembles:
+        raise SystemExit("error: the row has no record of the AutoAttack ensemble")
     print("| ensemble setting | n | robust [95% interval] | wins: " +
-          " / ".join(next(r for r in row if r.get("ensemble"))["ensemble"]) + " |")
+          " / ".join(ensembles[0]["ensemble"]) + " |")
     print("| --- | --- | --- | --- |")
-    lows = []
-    for r in sorted(row, key=lambda r: str(r.get("created"))):
+    for r in sorted(ensembles, key=lambda r: str(r.get("created"))):
         scores, _ = example_scores(store, [r])
         if scores is None:
-            continue
-        lows.append(scores["robust"])
-        if not r.get("ensemble"):
             continue
         at = r["attack"]
         lo, hi = interval(scores["robust"])
@@ -48,10 +50,9 @@ def main() -> None:
         wins = " / ".join(str(m["wins"]) for m in r["ensemble"].values())
         print(f"| {setting} | {r['n']} | {100 * scores['robust'].mean():.1f} "
               f"[{100 * lo:.1f}, {100 * hi:.1f}] | {wins} |")
-    low = np.min(np.stack(lows), axis=0)
-    lo, hi = interval(low)
-    print(f"| per image, the minimum over all {len(lows)} records of the row | {len(low)} | "
-          f"{100 * low.mean():.1f} [{100 * lo:.1f}, {100 * hi:.1f}] | |")
+    mean, (lo, hi) = whole.worst_over_attacks
+    print(f"| per image, the minimum over all {len(row)} records of the row | "
+          f"{whole.image_set[0]} | {100 * mean:.1f} [{100 * lo:.1f}, {100 * hi:.1f}] | |")
 
 
 if __name__ == "__main__":

@@ -33,15 +33,6 @@ class Gain:
         return "gain" if lo > 0 else "loss" if hi < 0 else "no difference shown"
 
 
-def image_set(row: Row) -> tuple[int, str] | None:
-    """(n, data) shared by every record of the row (the report refuses rows that mix them)."""
-    main = row.main_cell
-    if main is None:
-        return None
-    first = main.records[0]
-    return int(first["n"]), str(first.get("data"))
-
-
 def _clean_scores(row: Row) -> np.ndarray | None:
     main = row.main_cell
     return None if main is None or main.scores is None else main.scores["clean"]
@@ -49,11 +40,11 @@ def _clean_scores(row: Row) -> np.ndarray | None:
 
 def paired_gains(rows: list[Row]) -> list[Gain]:
     """Every defended row against the undefended row of its model, eps and image set."""
-    bases = {(r.model, r.norm, r.eps_label, image_set(r)): r for r in rows
+    bases = {(r.model, r.norm, r.eps_label, r.image_set): r for r in rows
              if r.defense == "none" and r.worst_scores is not None}
     gains = []
     for row in rows:
-        base = bases.get((row.model, row.norm, row.eps_label, image_set(row)))
+        base = bases.get((row.model, row.norm, row.eps_label, row.image_set))
         if row.defense == "none" or base is None or row.worst_scores is None:
             continue
         robust = row.worst_scores - base.worst_scores
@@ -75,7 +66,7 @@ def gains_table(gains: list[Gain]) -> pd.DataFrame:
     """One line per defended row: the paired changes in percentage points."""
     return pd.DataFrame([{
         "model": g.row.model, "defense": g.row.defense_label, "eps": g.row.where,
-        "n": image_set(g.row)[0],
+        "n": g.row.image_set[0],
         "worst over attacks: defended − undefended": _signed(g.robust, g.robust_ci),
         "clean: defended − undefended": _signed(g.clean, g.clean_ci),
         "verdict (worst over attacks)": g.verdict,

@@ -263,6 +263,12 @@ class Row:
         return None if low is None else (float(low.mean()), interval(low))
 
     @property
+    def image_set(self) -> tuple[int, str] | None:
+        """The (n, data hash) every record of the row shares (``collect_rows`` checks it)."""
+        main = self.main_cell
+        return None if main is None else image_set(main.records[0])
+
+    @property
     def is_mi(self) -> bool:
         return self.defense.startswith("mi-")
 
@@ -338,12 +344,16 @@ def _forwards(rec: dict) -> int:
     return int(rec.get("forwards_per_prediction") or 1)
 
 
+def image_set(record: dict) -> tuple[int, str]:
+    """The images a record was measured on: (n, data hash). A row keeps to one."""
+    return int(record["n"]), str(record.get("data"))
+
+
 def _check_one_image_set(row: Row, records: list[dict]) -> None:
     """Every column of a row must be measured on the same images: refuse to mix them."""
     sets: dict[tuple, set[str]] = {}
     for r in records:
-        sets.setdefault((int(r["n"]), str(r.get("data"))), set()).add(
-            SUITE_COLUMN.get(r["suite"], r["suite"]))
+        sets.setdefault(image_set(r), set()).add(SUITE_COLUMN.get(r["suite"], r["suite"]))
     if len(sets) > 1:
         parts = "; ".join(f"{', '.join(sorted(cols))} on n={n} ({data})"
                           for (n, data), cols in sorted(sets.items()))
