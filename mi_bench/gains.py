@@ -5,6 +5,8 @@ measured on, and two intervals that do not overlap still say less than the diffe
 The gain here is per image: the defended row's score minus the undefended row's, for the worst
 over attacks and for clean accuracy, with a bootstrap interval over images of that difference.
 Only rows of one model, threat, eps and image set are paired, so every image meets itself.
+A defended row that missed an attack its undefended row faced is compared against a stronger
+set of attacks, so its positive difference is not called a gain.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from mi_bench.intervals import bootstrap
-from mi_bench.rows import Row
+from mi_bench.rows import SUITE_COLUMN, Row
 
 
 @dataclass(frozen=True)
@@ -26,11 +28,16 @@ class Gain:
     robust_ci: tuple[float, float]
     clean: float
     clean_ci: tuple[float, float]
+    unmatched: tuple[str, ...] = ()  # columns the undefended row has and the defended one lacks
 
     @property
     def verdict(self) -> str:
         lo, hi = self.robust_ci
-        return "gain" if lo > 0 else "loss" if hi < 0 else "no difference shown"
+        if hi < 0:
+            return "loss"  # more attacks on the defended row could only widen it
+        if lo > 0 and self.unmatched:
+            return f"not shown: no {', '.join(self.unmatched)} on the defended row"
+        return "gain" if lo > 0 else "no difference shown"
 
 
 def _clean_scores(row: Row) -> np.ndarray | None:
@@ -51,8 +58,9 @@ def paired_gains(rows: list[Row]) -> list[Gain]:
         clean_row, clean_base = _clean_scores(row), _clean_scores(base)
         clean = clean_row - clean_base if clean_row is not None and clean_base is not None \
             else np.full_like(robust, np.nan)
+        unmatched = tuple(SUITE_COLUMN.get(s, s) for s in sorted(set(base.cells) - set(row.cells)))
         gains.append(Gain(row, base, float(robust.mean()), bootstrap(robust),
-                          float(clean.mean()), bootstrap(clean)))
+                          float(clean.mean()), bootstrap(clean), unmatched))
     return gains
 
 
@@ -76,4 +84,5 @@ def gains_table(gains: list[Gain]) -> pd.DataFrame:
 GAINS_NOTE = (
     "Per image, the defended row's score minus the undefended row's on the same images (worst "
     "over attacks; clean), in percentage points, with a 95% bootstrap interval over images of "
-    "that difference. *gain* or *loss* only where the interval excludes 0.")
+    "that difference. *gain* or *loss* only where the interval excludes 0, and a gain only where "
+    "the defended row faced every attack the undefended one did.")

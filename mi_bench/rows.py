@@ -116,8 +116,8 @@ class Cell:
     worst: float
     problems: list[str]
     scores: dict | None = None  # per example: robust, clean (share right), worst (bool)
-    # per example robust score of every variant with arrays, the chosen one first: the worst
-    # over attacks takes the minimum over all of them, not only over the chosen ones
+    # per example robust score of every run (each seed of each variant) with arrays, the
+    # chosen variant's first: the worst over attacks takes the minimum over all of them
     all_robust: list = field(default_factory=list)
 
     @property
@@ -189,7 +189,8 @@ def _plain(text: str | None) -> str:
 
 def example_scores(store: ResultStore, records: list[dict]) -> tuple[dict | None, list[str]]:
     """Per example, over every seed and draw: the robust and clean scores (share right) and the
-    worst case (right in all). None, with a problem, if the arrays are missing or misfit."""
+    worst case (right in all); ``runs``: the robust score of each record (seed) alone, over its
+    draws. None, with a problem, if the arrays are missing or misfit."""
     robust, clean, worst = [], [], None
     for r in records:
         try:
@@ -206,7 +207,7 @@ def example_scores(store: ResultStore, records: list[dict]) -> tuple[dict | None
         clean.append(cl)
         worst = rob.all(0) if worst is None else worst & rob.all(0)
     return {"robust": np.concatenate(robust).mean(0), "clean": np.concatenate(clean).mean(0),
-            "worst": worst}, []
+            "worst": worst, "runs": [rob.mean(0) for rob in robust]}, []
 
 
 def _make_cell(store: ResultStore, suite: str, variants: list[Variant]) -> Cell:
@@ -215,13 +216,14 @@ def _make_cell(store: ResultStore, suite: str, variants: list[Variant]) -> Cell:
                                              json.dumps(v.ident, sort_keys=True)))
     scores, problems = example_scores(store, ranked[0].records)
     worst = float(scores["worst"].mean()) if scores else math.nan
-    all_robust = [scores["robust"]] if scores else []
+    # every seed of every variant is an attack run of its own: a restart, for the worst
+    all_robust = list(scores["runs"]) if scores else []
     for other in ranked[1:]:
         more, trouble = example_scores(store, other.records)
         problems += trouble
         if more is not None and scores is not None and more["robust"].shape == scores[
                 "robust"].shape:
-            all_robust.append(more["robust"])
+            all_robust += more["runs"]
     return Cell(suite, ranked[0], ranked[1:], worst, problems, scores, all_robust)
 
 
@@ -251,8 +253,8 @@ class Row:
 
     @property
     def worst_scores(self) -> np.ndarray | None:
-        """Per image the lowest robust score over every attack the row ran, each variant of
-        each column included (None without arrays)."""
+        """Per image the lowest robust score over every attack run of the row: each seed of
+        each variant of each column (None without arrays)."""
         scores = [s for c in self.cells.values() for s in c.all_robust]
         return np.min(np.stack(scores), axis=0) if scores else None
 

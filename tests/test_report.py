@@ -423,6 +423,26 @@ def test_defense_gain_is_paired_over_the_same_images(tmp_path: Path, board_root:
     assert "paired over the same images" in text and "+20.00 [" in text
 
 
+def test_a_gain_needs_every_attack_of_the_undefended_row(tmp_path: Path,
+                                                         board_root: Path) -> None:
+    """A defended row that missed the undefended row's AutoAttack shows a positive difference
+    against weaker attacks: not called a gain."""
+    store = ResultStore(tmp_path / "r")
+    base = [1] * 10 + [0] * 30
+    mi = [1] * 18 + [0] * 22
+    put(store, suite="eot-pgd", defense="none", adv=[base])
+    put(store, suite="autoattack", defense="none", adv=[base])
+    put(store, suite="eot-pgd", adv=[mi])
+    rep = build_report(tmp_path / "r", "robustbench:cifar10:Linf", root=board_root)
+    (gain,) = paired_gains(rep.rows)
+    assert gain.robust_ci[0] > 0 and gain.unmatched == ("adaptive",)
+    assert gain.verdict == "not shown: no adaptive on the defended row"
+    put(store, suite="autoattack", adv=[mi])
+    rep = build_report(tmp_path / "r", "robustbench:cifar10:Linf", root=board_root)
+    (gain,) = paired_gains(rep.rows)
+    assert gain.unmatched == () and gain.verdict == "gain"
+
+
 def test_worst_over_attacks_takes_every_variant_not_only_the_shown_one(
         tmp_path: Path, board_root: Path) -> None:
     store = ResultStore(tmp_path / "r")
@@ -432,3 +452,15 @@ def test_worst_over_attacks_takes_every_variant_not_only_the_shown_one(
     (row,) = rep.sweep.to_dict("records")
     assert row["adaptive_mean"] == 50.0
     assert row["worst_over_attacks_mean"] == 25.0, "image 0 falls to the other setting"
+
+
+def test_worst_over_attacks_takes_every_seed_as_a_run_of_its_own(
+        tmp_path: Path, board_root: Path) -> None:
+    """Seeds are random restarts: the column averages them, the worst takes their minimum."""
+    store = ResultStore(tmp_path / "r")
+    put(store, suite="eot-pgd", seed=0, adv=[[1, 1, 0, 1], [1, 1, 0, 1]])
+    put(store, suite="eot-pgd", seed=1, adv=[[0, 1, 0, 1], [0, 1, 0, 1]])  # image 0 falls
+    rep = build_report(tmp_path / "r", "robustbench:cifar10:Linf", root=board_root)
+    (row,) = rep.sweep.to_dict("records")
+    assert row["eot_pgd_mean"] == 62.5
+    assert row["worst_over_attacks_mean"] == 50.0
