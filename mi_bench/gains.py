@@ -28,7 +28,12 @@ class Gain:
     robust_ci: tuple[float, float]
     clean: float
     clean_ci: tuple[float, float]
-    unmatched: tuple[str, ...] = ()  # columns the undefended row has and the defended one lacks
+
+    @property
+    def unmatched(self) -> tuple[str, ...]:
+        """The columns the undefended row has and the defended one lacks."""
+        return tuple(SUITE_COLUMN.get(s, s) for s in sorted(set(self.base.cells) -
+                                                              set(self.row.cells)))
 
     @property
     def verdict(self) -> str:
@@ -47,20 +52,22 @@ def _clean_scores(row: Row) -> np.ndarray | None:
 
 def paired_gains(rows: list[Row]) -> list[Gain]:
     """Every defended row against the undefended row of its model, eps and image set."""
+    worst = {id(r): r.worst_scores for r in rows}  # one stack of the row's runs each
     bases = {(r.model, r.norm, r.eps_label, r.image_set): r for r in rows
-             if r.defense == "none" and r.worst_scores is not None}
+             if r.defense == "none" and worst[id(r)] is not None}
     gains = []
     for row in rows:
-        base = bases.get((row.model, row.norm, row.eps_label, row.image_set))
-        if row.defense == "none" or base is None or row.worst_scores is None:
+        if row.defense == "none" or worst[id(row)] is None:
             continue
-        robust = row.worst_scores - base.worst_scores
+        base = bases.get((row.model, row.norm, row.eps_label, row.image_set))
+        if base is None:
+            continue
+        robust = worst[id(row)] - worst[id(base)]
         clean_row, clean_base = _clean_scores(row), _clean_scores(base)
         clean = clean_row - clean_base if clean_row is not None and clean_base is not None \
             else np.full_like(robust, np.nan)
-        unmatched = tuple(SUITE_COLUMN.get(s, s) for s in sorted(set(base.cells) - set(row.cells)))
         gains.append(Gain(row, base, float(robust.mean()), bootstrap(robust),
-                          float(clean.mean()), bootstrap(clean), unmatched))
+                          float(clean.mean()), bootstrap(clean)))
     return gains
 
 
