@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from mi_bench.attacks.checks import InvalidAdversarial, check_valid
 from mi_bench.attacks.pgd import pgd, project
-from mi_bench.attacks.runner import AttackConfig, AttackRun, InvalidAdversarial, check_valid
+from mi_bench.attacks.runner import AttackConfig, AttackRun
 from mi_bench.attacks.suites import PassCounter, PGDSuite
 from mi_bench.defenses.mi import MIConfig, MixupInference
 from mi_bench.results import ResultStore

@@ -10,11 +10,9 @@ gradient masking; and writes one record. Randomness of batch b under seed s depe
 
 from __future__ import annotations
 
-import logging
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -22,6 +20,13 @@ from torch import nn
 from tqdm import tqdm
 
 from mi_bench import distributed
+from mi_bench.attacks.checks import (
+    check_valid,
+    large_eps_check,
+    model_flags,
+    weaker_attack_stronger,
+)
+from mi_bench.attacks.config import AttackConfig
 from mi_bench.attacks.ensemble import (
     MEMBERS,
     EnsembleSuite,
@@ -29,15 +34,11 @@ from mi_bench.attacks.ensemble import (
     ensemble_applies,
     member_list,
 )
-from mi_bench.attacks.pgd import LOSSES, NORMS, attack_loss
 from mi_bench.attacks.suites import (
-    AA_ATTACKS,
-    AA_VERSIONS,
     AutoAttackSuite,
     DecisionView,
     PassCounter,
     PGDSuite,
-    aa_warnings,
 )
 from mi_bench.data import load_split
 from mi_bench.defenses import get_defense
@@ -45,115 +46,11 @@ from mi_bench.device import describe, precision_label
 from mi_bench.errors import UserError
 from mi_bench.evaluate import correct_matrix
 from mi_bench.models.zoo import load_classifier
-from mi_bench.results import PROTOCOL, ResultStore, dotted_get, package_versions, record_key
+from mi_bench.results import PROTOCOL, ResultStore, package_versions, record_key
 
-SUITES = ("autoattack", "eot-pgd", "pgd", "transfer")
-SANITY_EPS = {"Linf": 0.5, "L2": 20.0}  # far beyond any perturbation a classifier survives
-# the largest meaningful radius: the diameter of [0, 1]^(3x32x32) in each norm
-MAX_EPS = {"Linf": 1.0, "L2": math.sqrt(3 * 32 * 32)}
 # what fixes a batch's clean evaluation draws (with the batch bounds)
 CLEAN_IDENTITY = ("protocol", "checkpoint_sha256", "defense", "defense_settings", "seed",
                   "eval_repeats", "batch_size")
-
-
-class InvalidAdversarial(UserError):
-    """An attack returned a point outside the threat model: the run fails, nothing is stored."""
-
-
-@dataclass
-class AttackConfig:
-    checkpoint: str | None = None
-    arch: str | None = None  # a plain state dict's architecture
-    arch_kwargs: dict = field(default_factory=dict)
-    defense: str = "mi-ol"
-    suite: str = "autoattack"
-    eps: float = 8 / 255
-    eps_label: str = "8/255"
-    norm: str = "Linf"
-    n_examples: int = 100
-    seeds: list[int] = field(default_factory=lambda: [0])
-    eval_repeats: int = 5
-    batch_size: int = 50
-    data_dir: str | None = None
-    defense_opts: dict = field(default_factory=dict)  # e.g. MI's n_samples, lam, pool_split
-    attack_draws: int | None = None  # K draws (MI partners) per attack forward (default: eval's)
-    max_batch: int = 64
-    # autoattack
-    aa_version: str | None = None  # default: standard on deterministic models, rand on MI
-    aa_attacks: list[str] | None = None
-    # PGD family
-    steps: int | None = None
-    step_size: float | None = None
-    loss: str = "ce"
-    restarts: int = 1
-    eot_iter: int | None = None
-    targeted: bool = False
-    variant: str = "pgd"
-    surrogate: str | None = None
-    sanity: bool = True
-    sanity_n: int = 16
-
-    def validate(self) -> None:
-        if self.suite not in SUITES:
-            raise UserError(f"unknown suite {self.suite!r}; expected one of {SUITES}")
-        if self.norm not in NORMS:
-            raise UserError(f"unknown norm {self.norm!r}; expected one of {NORMS}")
-        if not 0 < self.eps <= MAX_EPS[self.norm]:
-            raise UserError(f"eps {self.eps_label} ({self.eps:.6g}) is outside (0, "
-                            f"{MAX_EPS[self.norm]:.4g}] for {self.norm}: images live in [0, 1]")
-        for name in ("n_examples", "batch_size", "eval_repeats", "max_batch", "restarts",
-                     "sanity_n"):
-            if getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be at least 1, got "
-                                f"{getattr(self, name)}")
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
-            raise UserError(f"--seeds must be distinct integers >= 0, got {self.seeds}")
-        if self.step_size is not None and self.step_size <= 0:
-            raise UserError(f"--step-size must be positive, got {self.step_size}")
-        if self.aa_version is not None and self.aa_version not in AA_VERSIONS:
-            raise UserError(f"unknown --aa-version {self.aa_version!r}; expected {AA_VERSIONS}")
-        if self.aa_version == "custom" and not self.aa_attacks:
-            raise UserError("--aa-version custom needs --aa-attacks, e.g. apgd-ce,apgd-dlr")
-        if self.aa_attacks:
-            known = MEMBERS if self.aa_version == "ensemble" else AA_ATTACKS + MEMBERS
-            bad = [a for a in self.aa_attacks if a not in known]
-            if bad:
-                raise UserError(f"unknown AutoAttack attack(s) {bad}; expected {known}")
-        if self.loss not in LOSSES:
-            raise UserError(f"unknown loss {self.loss!r}; expected one of {LOSSES}")
-        if self.variant not in ("pgd", "apgd"):
-            raise UserError(f"unknown variant {self.variant!r}; expected 'pgd' or 'apgd'")
-        if self.variant == "apgd" and self.targeted:
-            raise UserError("--variant apgd is untargeted; use --variant pgd with --targeted")
-        if self.suite == "transfer" and not self.surrogate:
-            raise UserError("--suite transfer needs --surrogate (a checkpoint to attack)")
-        for name in ("steps", "eot_iter", "attack_draws"):
-            v = getattr(self, name)
-            if v is not None and v < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be at least 1")
-
-
-def check_valid(x_adv: torch.Tensor, x: torch.Tensor, eps: float, norm: str) -> None:
-    """Every adversarial example must lie in [0, 1] and within eps of its clean image."""
-    tol = 1e-5 + 1e-5 * eps
-    if not torch.isfinite(x_adv).all():
-        raise InvalidAdversarial("validity check failed: adversarial examples contain NaN/inf")
-    if x_adv.min() < -tol or x_adv.max() > 1 + tol:
-        raise InvalidAdversarial(f"validity check failed: values in [{x_adv.min():.4g}, "
-                                 f"{x_adv.max():.4g}], outside [0, 1]")
-    d = (x_adv - x).flatten(1)
-    dist = d.abs().amax(1) if norm == "Linf" else d.norm(dim=1)
-    if (dist > eps + tol).any():
-        raise InvalidAdversarial(f"validity check failed: {norm} distance up to "
-                                 f"{dist.max():.6g} > eps {eps:.6g} ({int((dist > eps + tol).sum())}"
-                                 " examples)")
-
-
-def zero_gradient_fraction(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    """Share of examples whose input gradient is exactly zero (AutoAttack's check)."""
-    xg = x.clone().requires_grad_(True)
-    grad = torch.autograd.grad(attack_loss(model(xg), y, "ce").sum(), xg)[0]
-    return float((grad.flatten(1).abs().sum(1) == 0).float().mean())
 
 
 def batch_seeds(seed: int, batch: int) -> dict[str, int]:
@@ -273,38 +170,20 @@ class AttackRun:
     # -- sanity checks ----------------------------------------------------------------------
     def sanity_checks(self, seed: int) -> dict:
         """AutoAttack's checks before attacking: randomness, output range, zero gradients."""
-        from pyautoattack import checks
-
         m = min(16, len(self.test))
         x, y = self.test.float_images(0, m).to(self.device), self.test.labels[:m].to(self.device)
         model = self.attack_model(seed)
-        flags = {}
-        with torch.no_grad():
-            a, b = model(x), model(x)
-        flags["randomized"] = not torch.allclose(a, b)
-        flags["output_is_probability"] = bool((a >= 0).all() and torch.allclose(a.sum(1),
-                                                                                 a.new_ones(m)))
-        flags["zero_grad_fraction"] = zero_gradient_fraction(model, x, y)
         suite = self.suite(model)
-        if isinstance(suite, AutoAttackSuite) and suite.version != "rand":
-            with aa_warnings() as messages:
-                checks.check_randomized(model, x, y, bs=m,
-                                        logger=logging.getLogger("auto-attack"))
-            if messages:
-                flags["autoattack_randomness_check"] = messages[0]
-        return flags
+        return model_flags(model, x, y, aa_randomness=isinstance(suite, AutoAttackSuite)
+                           and suite.version != "rand")
 
     def large_eps_check(self, seed: int) -> dict:
         """At a huge eps any classifier must fall to ~0%; if not, gradients are masked."""
         m = min(self.cfg.sanity_n, self.cfg.n_examples)
         x, y = self.test.float_images(0, m).to(self.device), self.test.labels[:m].to(self.device)
-        model = self.attack_model(seed + 7919)
         eot = self.cfg.eot_iter or (5 if self.defense.randomized else 1)
-        big = SANITY_EPS[self.cfg.norm]
-        suite = PGDSuite("sanity", model, self.cfg.norm, big, 20, big / 8, "ce", 1, min(eot, 5))
-        x_adv = suite.perturb(x, y, seed + 7919)
-        acc = correct_matrix(self.eval_model(seed + 7919), x_adv, y, 1).float().mean().item()
-        return {"eps": big, "n": m, "acc": acc, "masked": acc > 0.1}
+        return large_eps_check(self.attack_model(seed + 7919), self.eval_model(seed + 7919),
+                               x, y, self.cfg.norm, eot, seed + 7919)
 
     # -- the run ----------------------------------------------------------------------------
     def run_seed(self, seed: int) -> dict:
@@ -405,7 +284,8 @@ class AttackRun:
                 self.log(f"WARNING: possible gradient masking: accuracy "
                          f"{record['flags']['large_eps']['acc']:.0%} at eps "
                          f"{record['flags']['large_eps']['eps']} ({c.norm})")
-        record["flags"]["weaker_attack_stronger"] = self.monotonicity(record)
+        record["flags"]["weaker_attack_stronger"] = weaker_attack_stronger(
+            record, self.store.records())
         for msg in record["flags"]["weaker_attack_stronger"]:
             self.log(f"WARNING: {msg}")
         self.store.write(key, record, {"clean": clean, "adv": adv,
@@ -472,38 +352,6 @@ class AttackRun:
         self.store.save_clean(key, clean, forwards)
         return clean, forwards
 
-    def monotonicity(self, record: dict) -> list[str]:
-        """Compare with stored records that differ only in strength (eps, steps, EOT, K)."""
-        strength_keys = ("eps", "attack.steps", "attack.eot_iter", "attack.restarts",
-                         "attack_draws")
-        msgs = []
-        for other in self.store.records():
-            if not _same_except(record, other, strength_keys):
-                continue
-            diffs = {k: (dotted_get(record, k), dotted_get(other, k)) for k in strength_keys
-                     if dotted_get(record, k) != dotted_get(other, k)}
-            if not diffs or any(a is None or b is None for a, b in diffs.values()):
-                continue
-            ge = all(a >= b for a, b in diffs.values())
-            le = all(a <= b for a, b in diffs.values())
-            n = record["n"]
-            tol = 2 * math.sqrt(max(record["robust_acc"] * (1 - record["robust_acc"]), 1 / n) / n)
-            if ge and record["robust_acc"] > other["robust_acc"] + tol:
-                msgs.append(f"stronger attack {diffs} gave higher accuracy "
-                            f"{record['robust_acc']:.3f} > {other['robust_acc']:.3f} ({other['key']})")
-            if le and other["robust_acc"] > record["robust_acc"] + tol:
-                msgs.append(f"stronger attack {diffs} in {other['key']} gave higher accuracy "
-                            f"{other['robust_acc']:.3f} > {record['robust_acc']:.3f}")
-        return msgs
-
-
-def _same_except(a: dict, b: dict, keys: tuple[str, ...]) -> bool:
-    ident = ("protocol", "checkpoint_sha256", "defense", "defense_settings", "suite", "norm",
-             "seed", "n", "data", "surrogate_sha256", "eval_repeats", "attack.loss", "attack.version", "attack.attacks",
-             "attack.targeted", "attack.variant")
-    return a["key"] != b.get("key") and all(dotted_get(a, k) == dotted_get(b, k) for k in ident)
-
-
 def summarize_seeds(store: ResultStore, records: list[dict]) -> dict:
     """Mean and std over seeds, and the per-example worst case over all seeds and draws."""
     accs = np.array([r["robust_acc"] for r in records])
@@ -520,6 +368,3 @@ def summarize_seeds(store: ResultStore, records: list[dict]) -> dict:
             "backwards": int(sum(r["backwards"] for r in records)),
             "seconds": float(sum(r["seconds"] for r in records))}
 
-
-def config_dict(cfg: AttackConfig) -> dict:
-    return asdict(cfg)

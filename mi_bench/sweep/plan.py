@@ -12,7 +12,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from mi_bench.attacks.runner import MAX_EPS, AttackConfig, AttackRun
+from mi_bench.attacks.config import MAX_EPS, AttackConfig
+from mi_bench.attacks.runner import AttackRun
 from mi_bench.defenses import canonical_name
 from mi_bench.errors import UserError
 from mi_bench.models.zoo import load_classifier

@@ -38,9 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mi_bench.attacks.config import SUITES
 from mi_bench.attacks.ensemble import MEMBERS
 from mi_bench.attacks.pgd import LOSSES, NORMS
-from mi_bench.attacks.runner import SUITES
 from mi_bench.attacks.suites import AA_ATTACKS, AA_VERSIONS
 from mi_bench.commands.common import parse_eps
 from mi_bench.defenses import defense_aliases, defense_names
