@@ -16,6 +16,8 @@ from mi_bench.errors import UserError
 SUITES = ("autoattack", "eot-pgd", "pgd", "transfer")
 # the largest meaningful radius: the diameter of [0, 1]^(3x32x32) in each norm
 MAX_EPS = {"Linf": 1.0, "L2": math.sqrt(3 * 32 * 32)}
+
+
 @dataclass
 class AttackConfig:
     checkpoint: str | None = None

@@ -352,6 +352,7 @@ class AttackRun:
         self.store.save_clean(key, clean, forwards)
         return clean, forwards
 
+
 def summarize_seeds(store: ResultStore, records: list[dict]) -> dict:
     """Mean and std over seeds, and the per-example worst case over all seeds and draws."""
     accs = np.array([r["robust_acc"] for r in records])
@@ -367,4 +368,3 @@ def summarize_seeds(store: ResultStore, records: list[dict]) -> dict:
             "forwards": int(sum(r["forwards"] for r in records)),
             "backwards": int(sum(r["backwards"] for r in records)),
             "seconds": float(sum(r["seconds"] for r in records))}
-
