@@ -18,9 +18,9 @@ import numpy as np
 import torch
 
 from mi_bench.attacks.runner import AttackConfig, AttackRun, batch_seeds
-from mi_bench.commands.common import parse_eps
 from mi_bench.data import load_split
 from mi_bench.models.zoo import load_classifier
+from mi_bench.options import parse_eps
 from mi_bench.results import ResultStore, atomic_write_text, package_versions
 
 

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from mi_bench.errors import UserError
+from mi_bench.files import atomic_write_bytes, atomic_write_text
 
 # Part of every record's identity. Bump it whenever an attack's or the evaluation's behaviour, or
 # the identity itself, changes, so that older records are recomputed instead of reused.
@@ -48,25 +49,6 @@ def record_key(identity: dict) -> str:
     """Stable short hash of everything that makes a result what it is."""
     blob = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
 
 
 def _npz_bytes(arrays: dict) -> bytes:

@@ -33,12 +33,12 @@ from tqdm import tqdm
 
 from mi_bench import distributed
 from mi_bench.attacks.pgd import pgd
-from mi_bench.checkpoint import atomic_torch_save, safe_torch_load, save_checkpoint
 from mi_bench.data import Split
 from mi_bench.device import describe
 from mi_bench.errors import UserError
 from mi_bench.evaluate import correct_matrix
 from mi_bench.models import Normalized, create_model, get_spec
+from mi_bench.models.checkpoint import atomic_torch_save, safe_torch_load, save_checkpoint
 
 METHODS = ("erm", "mixup", "iat")
 SCHEDULES = ("onecycle", "step", "cosine")

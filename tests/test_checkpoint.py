@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from mi_bench.checkpoint import load_checkpoint, save_checkpoint
 from mi_bench.errors import UserError
 from mi_bench.models import create_model, list_models
+from mi_bench.models.checkpoint import load_checkpoint, save_checkpoint
 from mi_bench.models.zoo import load_classifier
 
 

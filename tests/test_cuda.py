@@ -15,9 +15,9 @@ import torch
 
 from mi_bench.attacks.pgd import _random_start
 from mi_bench.attacks.runner import AttackConfig, AttackRun
-from mi_bench.checkpoint import load_checkpoint
 from mi_bench.defenses.mi import MIConfig, MixupInference
 from mi_bench.device import set_precision
+from mi_bench.models.checkpoint import load_checkpoint
 from mi_bench.results import ResultStore
 from mi_bench.train import TrainConfig, train
 

@@ -13,10 +13,10 @@ import torch
 from mi_bench import device as devmod
 from mi_bench.attacks.pgd import _random_start
 from mi_bench.attacks.runner import AttackConfig, AttackRun
-from mi_bench.checkpoint import load_checkpoint
 from mi_bench.defenses.mi import PartnerPool
 from mi_bench.device import module_device, precision_label, resolve_device, set_precision
 from mi_bench.errors import UserError
+from mi_bench.models.checkpoint import load_checkpoint
 from mi_bench.results import ResultStore
 from mi_bench.train import TrainConfig, train
 

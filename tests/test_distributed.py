@@ -129,7 +129,7 @@ def test_train_under_torchrun_uses_ddp(tmp_path, sample_train, sample_test):
                     "--device", "cpu", "--out", str(out), "--no-progress"],
         env=cli_env(), capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
-    from mi_bench.checkpoint import load_checkpoint
+    from mi_bench.models.checkpoint import load_checkpoint
 
     _model, card = load_checkpoint(out)
     assert card["world_size"] == 2 and card["epochs"] == 1

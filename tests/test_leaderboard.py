@@ -12,7 +12,7 @@ import pytest
 from conftest import REAL_DATA
 
 from mi_bench.errors import UserError
-from mi_bench.leaderboard import (
+from mi_bench.report.leaderboard import (
     COLUMNS,
     DEFAULT_ROOT,
     SNAPSHOT_FILE,
@@ -78,7 +78,7 @@ def test_committed_snapshot_matches_source(dataset: str, threat: str) -> None:
 def test_committed_snapshot_checksums() -> None:
     manifest_path = DEFAULT_ROOT / SNAPSHOT_FILE
     if not manifest_path.is_file():
-        pytest.fail(f"{manifest_path} missing: build the snapshot with python -m mi_bench.leaderboard")
+        pytest.fail(f"{manifest_path} missing: build the snapshot with python -m mi_bench.report.leaderboard")
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     assert manifest["source"] == "model_info"
     assert set(manifest["files"]) == {csv_name(d, t) for d, t in THREATS}
@@ -198,7 +198,7 @@ def test_missing_folder_and_snapshot(tmp_path: Path) -> None:
         read_model_info(tmp_path, "cifar10", "Linf")
     with pytest.raises(UserError, match="unknown leaderboard"):
         read_model_info(tmp_path, "cifar10", "corruptions")
-    with pytest.raises(UserError, match="python -m mi_bench.leaderboard") as info:
+    with pytest.raises(UserError, match="python -m mi_bench.report.leaderboard") as info:
         load_leaderboard("cifar10", "Linf", root=tmp_path / "nowhere")
     assert "cifar10_Linf.csv" in str(info.value)
 

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from conftest import real_data_dir
 
-from mi_bench.checkpoint import load_checkpoint
 from mi_bench.data import load_sample, load_split
+from mi_bench.models.checkpoint import load_checkpoint
 from mi_bench.train import accuracy
 
 CKPT_DIR = Path(__file__).resolve().parents[1] / "checkpoints"

@@ -5,9 +5,9 @@ import torch.nn.functional as F
 from conftest import real_data_dir
 
 from mi_bench.attacks.pgd import pgd
-from mi_bench.checkpoint import load_checkpoint
 from mi_bench.data import load_split
 from mi_bench.errors import UserError
+from mi_bench.models.checkpoint import load_checkpoint
 from mi_bench.train import TrainConfig, _train_step, augment, mix, soft_cross_entropy, train
 
 

@@ -40,7 +40,7 @@ TRANSFORMS = {
     "xie": (
         lambda x, g: T.xie_crop_pad(x, *T.XIE_SIZES, g),
         lambda x, g: T.draw_xie_params(x.shape[0], x.shape[2], x.shape[3], *T.XIE_SIZES, g),
-        T.apply_xie,
+        T.crop_paste_zero_fill,
     ),
     "guo": (
         lambda x, g: T.guo_crop_resize(x, *T.GUO_SIZES, g),
@@ -232,7 +232,7 @@ def test_crop_params_within_bounds(name):
 def test_xie_all_ones_keeps_exactly_s_squared_pixels():
     x = torch.ones(50, 3, 32, 32)
     p = T.draw_xie_params(50, 32, 32, 20, 28, gen())
-    out = T.apply_xie(x, p)
+    out = T.crop_paste_zero_fill(x, p)
     nonzero = (out != 0).sum(dim=(-2, -1))  # (B, C)
     assert torch.equal(nonzero, (p.size ** 2)[:, None].expand(50, 3))
     assert set(out.unique().tolist()) == {0.0, 1.0}
@@ -241,7 +241,7 @@ def test_xie_all_ones_keeps_exactly_s_squared_pixels():
 def test_xie_matches_slicing_reference():
     x = images(b=5, h=12, w=10)
     p = T.draw_xie_params(5, 12, 10, 3, 9, gen(2))
-    out = T.apply_xie(x, p)
+    out = T.crop_paste_zero_fill(x, p)
     for i in range(5):
         s, t, le, pt, pl = (int(v[i]) for v in p)
         ref = torch.zeros_like(x[i])
@@ -252,7 +252,7 @@ def test_xie_matches_slicing_reference():
 def test_xie_gradient_is_one_on_cropped_pixels_only():
     x = images(b=2).requires_grad_(True)
     p = T.draw_xie_params(2, 32, 32, 20, 28, gen())
-    T.apply_xie(x, p).sum().backward()
+    T.crop_paste_zero_fill(x, p).sum().backward()
     for i in range(2):
         s, t, le = int(p.size[i]), int(p.top[i]), int(p.left[i])
         expected = torch.zeros_like(x[i])

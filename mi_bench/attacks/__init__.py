@@ -1,1 +1,13 @@
-"""Attacks: a shared PGD loop and the suites that ``mi-bench attack`` runs."""
+"""Attacks: a shared PGD loop, the suites ``mi-bench attack`` runs and the orchestrator.
+
+- ``registry.py``: ``@register_suite`` and ``@register_member``, addressed by name;
+- ``suites.py``: the ``Suite`` interface, pyautoattack as published, PGD with EOT;
+- ``builtin.py``: the registered suites (autoattack, eot-pgd, pgd, transfer);
+- ``ensemble.py``, ``members.py``: AutoAttack for randomized defenses and its members;
+- ``pgd.py``: the PGD loop and losses; ``config.py``: a run's settings and their checks;
+- ``checks.py``: validity, sanity flags, masking checks; ``runner.py``: the orchestrator.
+
+Importing this package registers every suite and member above.
+"""
+
+from mi_bench.attacks import builtin, members  # noqa: F401  (registers the suites, members)

@@ -8,12 +8,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from mi_bench.attacks.ensemble import MEMBERS
 from mi_bench.attacks.pgd import LOSSES, NORMS
+from mi_bench.attacks.registry import get_suite, member_names, suite_names
 from mi_bench.attacks.suites import AA_ATTACKS, AA_VERSIONS
 from mi_bench.errors import UserError
 
-SUITES = ("autoattack", "eot-pgd", "pgd", "transfer")
 # the largest meaningful radius: the diameter of [0, 1]^(3x32x32) in each norm
 MAX_EPS = {"Linf": 1.0, "L2": math.sqrt(3 * 32 * 32)}
 
@@ -52,8 +51,9 @@ class AttackConfig:
     sanity_n: int = 16
 
     def validate(self) -> None:
-        if self.suite not in SUITES:
-            raise UserError(f"unknown suite {self.suite!r}; expected one of {SUITES}")
+        if self.suite not in suite_names():
+            raise UserError(f"unknown suite {self.suite!r}; expected one of "
+                            f"{tuple(suite_names())}")
         if self.norm not in NORMS:
             raise UserError(f"unknown norm {self.norm!r}; expected one of {NORMS}")
         if not 0 < self.eps <= MAX_EPS[self.norm]:
@@ -73,7 +73,8 @@ class AttackConfig:
         if self.aa_version == "custom" and not self.aa_attacks:
             raise UserError("--aa-version custom needs --aa-attacks, e.g. apgd-ce,apgd-dlr")
         if self.aa_attacks:
-            known = MEMBERS if self.aa_version == "ensemble" else AA_ATTACKS + MEMBERS
+            members = member_names()
+            known = members if self.aa_version == "ensemble" else AA_ATTACKS + members
             bad = [a for a in self.aa_attacks if a not in known]
             if bad:
                 raise UserError(f"unknown AutoAttack attack(s) {bad}; expected {known}")
@@ -83,8 +84,8 @@ class AttackConfig:
             raise UserError(f"unknown variant {self.variant!r}; expected 'pgd' or 'apgd'")
         if self.variant == "apgd" and self.targeted:
             raise UserError("--variant apgd is untargeted; use --variant pgd with --targeted")
-        if self.suite == "transfer" and not self.surrogate:
-            raise UserError("--suite transfer needs --surrogate (a checkpoint to attack)")
+        if get_suite(self.suite).target == "surrogate" and not self.surrogate:
+            raise UserError(f"--suite {self.suite} needs --surrogate (a checkpoint to attack)")
         for name in ("steps", "eot_iter", "attack_draws"):
             v = getattr(self, name)
             if v is not None and v < 1:

@@ -15,13 +15,15 @@ never attacked. This ensemble removes all three:
 - EOT-PGD with CE and with a margin loss on the log of the defense's mean output (fresh K draws
   per gradient sample, ``eot_iter`` samples per step) follow; APGD-T is an option.
 
+The members are registered units (``members.py``, ``@register_member``); a new one is one
+function there or in a module of its own.
+
 Each example's robust score is the minimum over members of its mean correctness over the R
 draws; every member's per-example result is kept.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -29,14 +31,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from mi_bench.attacks.suites import PGDSuite
-
-MEMBERS = ("apgd-ce", "apgd-dlr", "apgd-t", "eot-pgd-ce", "eot-pgd-margin")
-DEFAULT_MEMBERS = ("apgd-ce", "apgd-dlr", "eot-pgd-ce", "eot-pgd-margin")
+from mi_bench.attacks.registry import default_members, get_member, member_names
+from mi_bench.attacks.suites import Judge, Outcome, Suite
 
 
 @dataclass
-class EnsembleSuite:
+class EnsembleSuite(Suite):
     """``model_for(seed, draws)`` builds the defense with ``draws`` draws per forward (fresh on
     every call); ``calls_cost(draws)`` is its base-model passes per image and call."""
 
@@ -46,17 +46,22 @@ class EnsembleSuite:
     eps: float
     draws: int = 1  # K
     eot_iter: int = 20
-    n_iter: int = 100  # APGD iterations and EOT-PGD steps
+    steps: int = 100  # APGD iterations and EOT-PGD steps (``n_iter`` in the record)
     restarts: int = 1
-    members: tuple[str, ...] = DEFAULT_MEMBERS
+    members: tuple[str, ...] = ()  # () : the registered defaults
     num_classes: int = 10
     name: str = "autoattack"
     warnings: list[str] = field(default_factory=list)
     results: dict[str, np.ndarray] = field(default_factory=dict)  # member -> (R, b) correct
     wins: dict[str, int] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.members = tuple(self.members) or default_members()
+        for m in self.members:
+            get_member(m)  # an unknown member fails here, with the registered ones named
+
     def settings(self) -> dict:
-        return {"version": "ensemble", "attacks": list(self.members), "n_iter": self.n_iter,
+        return {"version": "ensemble", "attacks": list(self.members), "n_iter": self.steps,
                 "eot_iter": self.eot_iter, "restarts": self.restarts,
                 "apgd_draws_per_forward": self.draws * self.eot_iter}
 
@@ -67,47 +72,13 @@ class EnsembleSuite:
 
     def passes_per_image(self) -> int:
         """Upper bound: every member runs to the end on every point."""
-        total = 0
-        for m in self.members:
-            if m.startswith("apgd"):
-                targets = self.target_classes if m == "apgd-t" else 1
-                total += self.n_iter * self.restarts * targets * self.calls_cost(
-                    self.draws * self.eot_iter)
-            else:
-                total += self.n_iter * self.restarts * self.eot_iter * self.calls_cost(self.draws)
-        return total
+        return sum(get_member(m).cost(self) for m in self.members)
 
-    def _member(self, name: str, x: torch.Tensor, y: torch.Tensor, seed: int) -> torch.Tensor:
-        if name.startswith("apgd"):
-            from pyautoattack.autopgd_base import APGDAttack, APGDAttack_targeted
-
-            model = self.model_for(seed, self.draws * self.eot_iter)
-            log = logging.getLogger("auto-attack")
-            if name == "apgd-t":
-                atk = APGDAttack_targeted(model, n_iter=self.n_iter, norm=self.norm,
-                                          n_restarts=self.restarts, eps=self.eps, seed=seed,
-                                          eot_iter=1, rho=0.75, device=str(x.device),
-                                          logger=log, n_target_classes=self.target_classes)
-                return atk.perturb(x.contiguous(), y).detach()
-            atk = APGDAttack(model, n_iter=self.n_iter, norm=self.norm, n_restarts=self.restarts,
-                             eps=self.eps, seed=seed, loss=name.removeprefix("apgd-"),
-                             eot_iter=1, rho=0.75, device=str(x.device), logger=log)
-            torch.manual_seed(seed)  # APGD seeds itself only in its default branch
-            # best_loss: attack every point and keep its highest-loss iterate, never skip it
-            return atk.perturb(x.contiguous(), y, best_loss=True).detach()
-        loss = name.removeprefix("eot-pgd-")
-        suite = PGDSuite("eot-pgd", self.model_for(seed, self.draws), self.norm, self.eps,
-                         self.n_iter, 2.5 * self.eps / self.n_iter, loss, self.restarts,
-                         self.eot_iter, num_classes=self.num_classes)
-        return suite.perturb(x, y, seed)
-
-    def perturb(self, x: torch.Tensor, y: torch.Tensor, seed: int, clean: np.ndarray,
-                evaluate: Callable[[torch.Tensor, np.ndarray, int], np.ndarray]
-                ) -> tuple[torch.Tensor, np.ndarray]:
-        """Attack with every member in turn; returns each example's worst adversarial image and
-        its (R, b) correctness. ``clean`` is the (R, b) clean correctness; ``evaluate(x_adv,
-        idx, i)`` checks member i's images of examples ``idx`` and gives their fresh R-draw
-        correctness."""
+    def attack(self, x: torch.Tensor, y: torch.Tensor, seed: int, judge: Judge) -> Outcome:
+        """Attack with every member in turn; each example keeps its worst adversarial image and
+        its (R, b) correctness. Member i's images are judged on evaluation draws of their own
+        (``judge.evaluate(x_adv, idx, i)``)."""
+        clean = judge.clean
         best_x = x.clone()
         best = clean.copy()  # points never right stay as they are (not robust anyway)
         alive = clean.any(0)  # right in at least one draw
@@ -117,8 +88,8 @@ class EnsembleSuite:
             idx = np.flatnonzero(alive)
             if len(idx):
                 sel = torch.as_tensor(idx)
-                x_adv = self._member(name, x[sel], y[sel], seed + 1009 * i)
-                correct = evaluate(x_adv, idx, i)
+                x_adv = get_member(name).run(self, x[sel], y[sel], seed + 1009 * i)
+                correct = judge.evaluate(x_adv, idx, i)
                 mine[:, idx] = correct
                 better = correct.mean(0) < best[:, idx].mean(0)
                 self.wins[name] = int(better.sum())
@@ -129,7 +100,9 @@ class EnsembleSuite:
             else:
                 self.wins[name] = 0
             self.results[name] = mine
-        return best_x, best
+        extras = {f"member_{m}": c for m, c in self.results.items()}
+        extras.update({f"wins_{m}": np.int64(w) for m, w in self.wins.items()})
+        return Outcome(best_x, best, extras)
 
 
 def ensemble_applies(randomized: bool, version: str | None) -> bool:
@@ -137,9 +110,5 @@ def ensemble_applies(randomized: bool, version: str | None) -> bool:
     return version == "ensemble" or (version is None and randomized)
 
 
-def member_list(attacks: list[str] | None) -> tuple[str, ...]:
-    return tuple(attacks) if attacks else DEFAULT_MEMBERS
-
-
 def bad_members(attacks: list[str] | None) -> list[str]:
-    return [a for a in attacks or [] if a not in MEMBERS]
+    return [a for a in attacks or [] if a not in member_names()]

@@ -27,19 +27,8 @@ from mi_bench.attacks.checks import (
     weaker_attack_stronger,
 )
 from mi_bench.attacks.config import AttackConfig
-from mi_bench.attacks.ensemble import (
-    MEMBERS,
-    EnsembleSuite,
-    bad_members,
-    ensemble_applies,
-    member_list,
-)
-from mi_bench.attacks.suites import (
-    AutoAttackSuite,
-    DecisionView,
-    PassCounter,
-    PGDSuite,
-)
+from mi_bench.attacks.registry import SuiteRequest, get_suite
+from mi_bench.attacks.suites import DecisionView, PassCounter, Suite
 from mi_bench.data import load_split
 from mi_bench.defenses import get_defense
 from mi_bench.device import describe, precision_label
@@ -79,11 +68,14 @@ class AttackRun:
                                ).head(cfg.n_examples)
         # the images' content, not their path, identifies a result: a rerun elsewhere finds it
         self.data_id = f"{self.test.dataset}/{self.test.split}:{self.test.sha256()[:16]}"
+        self.entry = get_suite(cfg.suite)
+        if self.defense.randomized and not self.entry.randomized:
+            raise UserError(f"suite {cfg.suite} does not apply to randomized defenses such as "
+                            f"{cfg.defense}")
         # adaptive suites on a randomized defense differentiate a stochastic model (EOT)
-        self.stochastic_attack = self.defense.randomized and cfg.suite in ("autoattack",
-                                                                           "eot-pgd")
+        self.stochastic_attack = self.defense.randomized and self.entry.adaptive
         self.surrogate = None
-        if cfg.suite == "transfer":
+        if self.entry.target == "surrogate":
             s_model, self.surrogate_card = load_classifier(cfg.surrogate)
             s_model.eval().to(self.device)
             for p in s_model.parameters():
@@ -99,50 +91,30 @@ class AttackRun:
     def attack_model(self, seed: int) -> nn.Module:
         """What the attack differentiates: the defense with K draws per forward (adaptive), the
         base model (oblivious) or the surrogate (transfer)."""
-        if self.cfg.suite == "pgd":
+        if self.entry.target == "base":
             return self.base
-        if self.cfg.suite == "transfer":
+        if self.entry.target == "surrogate":
             return self.surrogate
         return self.defense.wrap(self.base, seed, self.attack_draws(), self.cfg.max_batch)
 
     def attack_draws(self) -> int | None:
         """K: the defense's draws inside each attack forward (None: the attack sees no draws)."""
-        if not self.defense.randomized or self.cfg.suite in ("pgd", "transfer"):
+        if not self.defense.randomized or not self.entry.adaptive:
             return None
         return self.cfg.attack_draws or self.defense.eval_draws()
 
-    def suite(self, model: nn.Module, partners: int | None = None):
+    def suite(self, model: nn.Module, partners: int | None = None) -> Suite:
         """The configured suite attacking ``model``; ``partners`` overrides K for estimates."""
         c = self.cfg
-        eps = c.eps
         k = partners or self.attack_draws()
-        calls_cost = self.defense.passes_per_call(k) if self.cfg.suite in ("autoattack",
-                                                                             "eot-pgd") else 1
-        stochastic = self.stochastic_attack
-        if c.suite == "autoattack" and ensemble_applies(self.defense.randomized, c.aa_version):
-            bad = bad_members(c.aa_attacks)
-            if bad:
-                raise UserError(f"{bad} are not ensemble members; expected {MEMBERS} (or "
-                                "--aa-version custom for pyautoattack's list)")
-            return EnsembleSuite(
-                lambda s, d: self.defense.wrap(self.base, s, d, c.max_batch),
-                self.defense.passes_per_call, c.norm, eps, draws=k or 1,
-                eot_iter=c.eot_iter or (20 if self.defense.randomized else 1),
-                n_iter=c.steps or 100, restarts=c.restarts, members=member_list(c.aa_attacks),
-                num_classes=self.card.get("num_classes", 10))
-        if c.suite == "autoattack":
-            version = c.aa_version or ("rand" if stochastic else "standard")
-            if c.aa_attacks and version != "custom":
-                version = "custom"
-            eot = c.eot_iter if c.eot_iter is not None else (20 if stochastic else None)
-            return AutoAttackSuite(model, c.norm, eps, version, c.aa_attacks, c.restarts,
-                                   eot, calls_cost)
-        steps = c.steps or {"eot-pgd": 100, "pgd": 10, "transfer": 10}[c.suite]
-        eot = c.eot_iter or (20 if stochastic else 1)
-        step = c.step_size if c.step_size is not None else (
-            2.5 * eps / steps if c.suite == "eot-pgd" else (eps / 4 if c.norm == "Linf" else None))
-        return PGDSuite(c.suite, model, c.norm, eps, steps, step, c.loss, c.restarts, eot,
-                        c.targeted, c.variant, self.card.get("num_classes", 10), calls_cost)
+        return self.entry.build(SuiteRequest(
+            cfg=c, model=model, draws=k,
+            calls_cost=self.defense.passes_per_call(k) if self.entry.adaptive else 1,
+            randomized=self.defense.randomized, stochastic=self.stochastic_attack,
+            num_classes=self.card.get("num_classes", 10),
+            steps=c.steps or self.entry.default_steps,
+            defended=lambda s, d: self.defense.wrap(self.base, s, d, c.max_batch),
+            passes_per_call=self.defense.passes_per_call))
 
     # -- identity and cost ------------------------------------------------------------------
     def identity(self, seed: int) -> dict:
@@ -173,9 +145,7 @@ class AttackRun:
         m = min(16, len(self.test))
         x, y = self.test.float_images(0, m).to(self.device), self.test.labels[:m].to(self.device)
         model = self.attack_model(seed)
-        suite = self.suite(model)
-        return model_flags(model, x, y, aa_randomness=isinstance(suite, AutoAttackSuite)
-                           and suite.version != "rand")
+        return model_flags(model, x, y, aa_randomness=self.suite(model).aa_randomness_check)
 
     def large_eps_check(self, seed: int) -> dict:
         """At a huge eps any classifier must fall to ~0%; if not, gradients are masked."""
@@ -275,7 +245,7 @@ class AttackRun:
             "precision": precision_label(self.device),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
-        if c.sanity and c.suite == "transfer":
+        if c.sanity and self.entry.target == "surrogate":
             # the surrogate's gradients say nothing about the target's: not a masking check
             record["flags"]["large_eps"] = {"skipped": "transfer never sees the target's gradients"}
         elif c.sanity:
@@ -309,28 +279,14 @@ class AttackRun:
         if self.stochastic_attack:
             model = DecisionView(model, self.eval_model(decide))
         suite = self.suite(model)
-        if isinstance(suite, EnsembleSuite):
-            def evaluate(x_adv: torch.Tensor, idx: np.ndarray, member: int) -> np.ndarray:
-                check_valid(x_adv, x[idx], c.eps, c.norm)
-                draws = int(np.random.SeedSequence([ev_adv, member]).generate_state(1)[0])
-                return correct_matrix(self.eval_model(draws), x_adv, y[idx],
-                                      c.eval_repeats).numpy()
-
-            x_adv, adv = suite.perturb(x, y, atk, clean, evaluate)
-        else:
-            x_adv = suite.perturb(x, y, atk)
-            adv = correct_matrix(self.eval_model(ev_adv), x_adv, y, c.eval_repeats).numpy()
+        outcome = suite.attack(x, y, atk, BatchJudge(self, x, y, clean, ev_adv))
+        x_adv, adv = outcome.x_adv, outcome.adv
         check_valid(x_adv, x, c.eps, c.norm)
         f1, b1 = self.passes()
         out = {"clean": clean, "adv": adv, "forwards": np.int64(f1 - f0 + clean_forwards),
                "backwards": np.int64(b1 - b0),
                "seconds": np.float64(time.time() - t0),
-               "warnings": np.array(suite.warnings, dtype=str)}
-        if getattr(suite, "own_correct", None) is not None:
-            out["own"] = suite.own_correct.numpy()
-        for name, correct in getattr(suite, "results", {}).items():
-            out[f"member_{name}"] = correct
-            out[f"wins_{name}"] = np.int64(suite.wins[name])
+               "warnings": np.array(suite.warnings, dtype=str), **outcome.extras}
         return out
 
     def _clean(self, ident: dict, lo: int, hi: int, x: torch.Tensor, y: torch.Tensor,
@@ -353,18 +309,19 @@ class AttackRun:
         return clean, forwards
 
 
-def summarize_seeds(store: ResultStore, records: list[dict]) -> dict:
-    """Mean and std over seeds, and the per-example worst case over all seeds and draws."""
-    accs = np.array([r["robust_acc"] for r in records])
-    cleans = np.array([r["clean_acc"] for r in records])
-    robust_all = None
-    for r in records:
-        ex = store.load_examples(r["key"])
-        rob = (ex["adv"] & ex["clean"]).all(0)
-        robust_all = rob if robust_all is None else robust_all & rob
-    return {"seeds": [r["seed"] for r in records], "clean_mean": float(cleans.mean()),
-            "robust_mean": float(accs.mean()), "robust_std": float(accs.std(ddof=1))
-            if len(accs) > 1 else 0.0, "robust_worst_over_seeds": float(robust_all.mean()),
-            "forwards": int(sum(r["forwards"] for r in records)),
-            "backwards": int(sum(r["backwards"] for r in records)),
-            "seconds": float(sum(r["seconds"] for r in records))}
+class BatchJudge:
+    """The evaluation a suite's points get for one batch: validity first, then R fresh draws
+    of the defense as evaluated. Evaluation ``member`` i draws from its own stream."""
+
+    def __init__(self, run: AttackRun, x: torch.Tensor, y: torch.Tensor, clean: np.ndarray,
+                 seed: int):
+        self.run, self.x, self.y, self.clean, self.seed = run, x, y, clean, seed
+
+    def evaluate(self, x_adv: torch.Tensor, idx: np.ndarray | None = None,
+                 member: int | None = None) -> np.ndarray:
+        c = self.run.cfg
+        x, y = (self.x, self.y) if idx is None else (self.x[idx], self.y[idx])
+        check_valid(x_adv, x, c.eps, c.norm)
+        draws = self.seed if member is None else int(
+            np.random.SeedSequence([self.seed, member]).generate_state(1)[0])
+        return correct_matrix(self.run.eval_model(draws), x_adv, y, c.eval_repeats).numpy()

@@ -1,4 +1,7 @@
-"""Attack suites behind one small interface: ``settings()``, ``passes_per_image()``, ``perturb()``.
+"""Attack suites behind one small interface, :class:`Suite`: ``settings()``,
+``passes_per_image()`` and ``attack(x, y, seed, judge)``, which returns the adversarial images,
+their correctness over fresh evaluation draws and any per-example extras for the record. Simple
+suites implement ``perturb()`` and inherit ``attack()``; the ensemble overrides ``attack()``.
 
 - :class:`AutoAttackSuite` runs pyautoattack as published (``standard``, ``rand``, ``plus`` or a
   ``custom`` list), on whatever model it is given: the bare model, or MI with fresh partners on
@@ -15,7 +18,9 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Protocol
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -23,6 +28,50 @@ from mi_bench.attacks.pgd import attack_loss, pgd
 
 AA_VERSIONS = ("standard", "rand", "plus", "custom", "ensemble")
 AA_ATTACKS = ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t")
+
+
+class Judge(Protocol):
+    """The runner's evaluation of one batch, handed to a suite: the clean correctness and
+    fresh R-draw evaluations of candidate points (``idx``: which examples; ``member``: which
+    of a suite's several evaluations, each with its own draws; None: the suite's one)."""
+
+    clean: np.ndarray  # (R, b) bool
+
+    def evaluate(self, x_adv: torch.Tensor, idx: np.ndarray | None = None,
+                 member: int | None = None) -> np.ndarray: ...
+
+
+@dataclass
+class Outcome:
+    """What a suite gives back for one batch: points, (R, b) correctness, per-example extras."""
+
+    x_adv: torch.Tensor
+    adv: np.ndarray
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class Suite:
+    """The interface every registered suite implements (see the module docstring)."""
+
+    name: str
+    warnings: list[str]
+    # AutoAttack's own randomness check applies (it warns on a randomized model)
+    aa_randomness_check: bool = False
+
+    def settings(self) -> dict:
+        """The attack's settings: part of the record's identity."""
+        raise NotImplementedError
+
+    def passes_per_image(self) -> int:
+        """Upper bound on base-model passes per attacked image (every step run)."""
+        raise NotImplementedError
+
+    def perturb(self, x: torch.Tensor, y: torch.Tensor, seed: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def attack(self, x: torch.Tensor, y: torch.Tensor, seed: int, judge: Judge) -> Outcome:
+        x_adv = self.perturb(x, y, seed)
+        return Outcome(x_adv, judge.evaluate(x_adv))
 
 
 class PassCounter(nn.Module):
@@ -83,7 +132,7 @@ def aa_warnings() -> Iterator[list[str]]:
 
 
 @dataclass
-class AutoAttackSuite:
+class AutoAttackSuite(Suite):
     model: nn.Module
     norm: str
     eps: float
@@ -95,6 +144,10 @@ class AutoAttackSuite:
     warnings: list[str] = field(default_factory=list)
     name: str = "autoattack"
     own_correct: torch.Tensor | None = None  # AutoAttack's own robust flags for the last batch
+
+    @property
+    def aa_randomness_check(self) -> bool:
+        return self.version != "rand"  # 'rand' expects a randomized model
 
     def settings(self) -> dict:
         return {"version": self.version, "attacks": self.attack_list(),
@@ -148,9 +201,14 @@ class AutoAttackSuite:
         self.own_correct = (y_adv.cpu() == y.cpu())
         return x_adv.detach()
 
+    def attack(self, x: torch.Tensor, y: torch.Tensor, seed: int, judge: Judge) -> Outcome:
+        out = super().attack(x, y, seed, judge)
+        out.extras["own"] = self.own_correct.numpy()  # AutoAttack's own single-draw flags
+        return out
+
 
 @dataclass
-class PGDSuite:
+class PGDSuite(Suite):
     """PGD with restarts and EOT; on MI, each gradient sample calls MI again (fresh partners)."""
 
     name: str

@@ -6,6 +6,7 @@ from functools import partial
 
 import click
 
+from mi_bench.attacks.registry import default_members, get_suite, member_names, suite_names
 from mi_bench.commands.common import (
     checkpoint_options,
     defense_options,
@@ -14,6 +15,7 @@ from mi_bench.commands.common import (
     parse_eps_list,
     parse_key_values,
     parse_seeds,
+    registry_choice,
 )
 from mi_bench.commands.runtime import device_options, start
 from mi_bench.errors import UserError
@@ -29,8 +31,8 @@ PRESETS = {"tramer": {"steps": 50, "step_size": "0.5/255", "eot_iter": 1, "attac
 @click.command()
 @checkpoint_options
 @defense_options
-@click.option("--suite", type=click.Choice(["autoattack", "eot-pgd", "pgd", "transfer"]),
-              default="autoattack", show_default=True)
+@click.option("--suite", type=registry_choice(suite_names), default="autoattack",
+              show_default=True, help="; ".join(f"{e}: {get_suite(e).help}" for e in suite_names()))
 @click.option("--eps", "eps_list", default="8/255", show_default=True,
               help="radius, or a comma-separated sweep such as 1/255,2/255,4/255,8/255")
 @click.option("--norm", type=click.Choice(["Linf", "L2"]), default="Linf", show_default=True)
@@ -48,10 +50,11 @@ PRESETS = {"tramer": {"steps": 50, "step_size": "0.5/255", "eot_iter": 1, "attac
               help="[standard on deterministic models; ensemble on randomized ones: every point "
                    "attacked by every member on many draws; rand: as published]")
 @click.option("--aa-attacks", default=None,
-              help="custom AutoAttack list, e.g. apgd-ce,apgd-dlr; ensemble members: apgd-ce, "
-                   "apgd-dlr, apgd-t, eot-pgd-ce, eot-pgd-margin")
+              help="custom AutoAttack list, e.g. apgd-ce,apgd-dlr; ensemble members: "
+                   + ", ".join(member_names()) + " [" + ",".join(default_members()) + "]")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
-              help="PGD steps [eot-pgd 100, pgd/transfer 10]; the ensemble's iterations [100]")
+              help="steps [" + ", ".join(f"{e} {get_suite(e).default_steps}" for e in suite_names())
+              + "]; APGD's iterations in the ensemble")
 @click.option("--step-size", default=None, help="PGD step [eot-pgd 2.5 eps/steps; pgd/transfer eps/4, the paper's 2/255 at 8/255]")
 @click.option("--loss", type=click.Choice(["ce", "dlr", "margin"]), default="ce",
               show_default=True, help="PGD loss; margin: best other minus true output")
@@ -93,8 +96,9 @@ def attack(ctx, checkpoint, arch, arch_opt, defense, defense_opt, mi_n, mi_lambd
         steps, step_size, eot_iter, attack_draws, loss = (
             preset["steps"], preset["step_size"], preset["eot_iter"], preset["attack_draws"],
             preset["loss"])
-    from mi_bench.attacks.runner import AttackConfig, AttackRun, summarize_seeds
+    from mi_bench.attacks.runner import AttackConfig, AttackRun
     from mi_bench.models.zoo import load_classifier
+    from mi_bench.report.summary import RunItem
     from mi_bench.results import ResultStore, check_output_dir
 
     # every option is checked before any work: a bad sweep entry must not leave half a sweep
@@ -134,37 +138,25 @@ def attack(ctx, checkpoint, arch, arch_opt, defense, defense_opt, mi_n, mi_lambd
         run = first if cfg is configs[0] else AttackRun(cfg, store, not no_progress, log,
                                                         device=device)
         records = [run.run_seed(s) for s in cfg.seeds]
-        rows.append((cfg, run, records, summarize_seeds(store, records)))
+        rows.append((cfg, run, RunItem(store, run.card.get("name"), cfg.defense, cfg.suite,
+                                       cfg.surrogate, f"{cfg.eps_label} {cfg.norm}", records)))
     if world.is_main:
         _print_summary(rows, out)
 
 
 def _print_summary(rows, out: str) -> None:
-    import pandas as pd
+    from mi_bench.report.summary import summary_markdown
 
-    table = []
-    for cfg, run, records, s in rows:
-        table.append({
-            "model": run.card.get("name"), "defense": cfg.defense, "suite": cfg.suite
-            + (f" from {cfg.surrogate}" if cfg.surrogate else ""),
-            "eps": f"{cfg.eps_label} {cfg.norm}", "n": cfg.n_examples, "seeds": len(records),
-            "clean": f"{s['clean_mean']:.1%}",
-            "robust (mean ± std)": f"{s['robust_mean']:.1%}" + (
-                f" ± {s['robust_std']:.1%}" if len(records) > 1 else " (1 seed)"),
-            "worst case": f"{s['robust_worst_over_seeds']:.1%}",
-            "passes": f"{s['forwards']:,}", "seconds": f"{s['seconds']:.0f}",
-            "flags": _flags(records),
-        })
-    click.echo(pd.DataFrame(table).to_markdown(index=False))
-    cfg, run, records, s = rows[-1]
-    passes = s["forwards"] + s["backwards"]
-    if s["seconds"] > 0 and passes:
-        rate = passes / s["seconds"]
+    click.echo(summary_markdown([item for _, _, item in rows]))
+    cfg, run, s = rows[-1]
+    passes = s.forwards + s.backwards
+    if s.seconds > 0 and passes:
+        rate = passes / s.seconds
         k_full = run.defense.eval_draws() if run.defense.randomized else None
         per_image = _full_cost_per_image(run, k_full)
         total = per_image * FULL_TEST_SET * 3
-        click.echo(f"\ncost paid: {s['forwards']:,} forward and {s['backwards']:,} backward "
-                   f"base-model passes in {s['seconds']:.0f} s ({rate:,.0f} passes/s); records "
+        click.echo(f"\ncost paid: {s.forwards:,} forward and {s.backwards:,} backward "
+                   f"base-model passes in {s.seconds:.0f} s ({rate:,.0f} passes/s); records "
                    f"in {out}/records/")
         click.echo(f"full setting ({cfg.suite}, attack draws K = {k_full or '-'}, "
                    f"{FULL_TEST_SET:,} images, 3 seeds): about {total:,.0f} passes, "
@@ -174,18 +166,3 @@ def _print_summary(rows, out: str) -> None:
 def _full_cost_per_image(run, k_full) -> int:
     suite = run.suite(run.attack_model(0), partners=k_full)
     return suite.passes_per_image() + run.eval_passes_per_image()
-
-
-def _flags(records) -> str:
-    out = set()
-    for r in records:
-        f = r.get("flags", {})
-        if f.get("large_eps", {}).get("masked"):
-            out.add("masking?")
-        if f.get("weaker_attack_stronger"):
-            out.add("non-monotone")
-        if f.get("autoattack_randomness_check"):
-            out.add("randomized")
-        if f.get("zero_grad_fraction", 0) > 0:
-            out.add("zero-grad")
-    return ", ".join(sorted(out)) or "-"

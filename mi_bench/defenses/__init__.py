@@ -11,11 +11,14 @@ from mi_bench.defenses import baselines, mi  # noqa: F401  (registers the defens
 from mi_bench.defenses.registry import (
     Defense,
     canonical_name,
+    check_draws,
     defense_aliases,
+    defense_family,
     defense_names,
+    defense_randomized,
     get_defense,
     register,
 )
 
-__all__ = ["Defense", "canonical_name", "defense_aliases", "defense_names", "get_defense",
-           "register"]
+__all__ = ["Defense", "canonical_name", "check_draws", "defense_aliases", "defense_family",
+           "defense_names", "defense_randomized", "get_defense", "register"]

@@ -3,7 +3,7 @@
 The official ``attack_resnet_baselines.py`` averages the softmax over 30 random transforms of
 the input, as MI averages over 30 partners; its inputs live in [-1, 1], so its noise scale 0.05
 is 0.025 here. Each baseline is a settings dataclass and one call into ``transforms.py``; the
-averaging, the draws and the cost are shared by :class:`RandomTransformDefense`.
+averaging, the draws and the cost are shared by :class:`RandomTransformModel`.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from mi_bench.defenses import transforms as T
-from mi_bench.defenses.registry import Defense, register, settings_from_options
-from mi_bench.errors import UserError
+from mi_bench.defenses.registry import Defense, check_draws, register, settings_from_options
 
 IMAGE_SIZE = 32  # CIFAR-10/100, the only data sets of this harness
 
 
-class RandomTransformDefense(nn.Module):
-    """Mean softmax of ``model`` over ``draws`` random transforms per image, fresh every call.
+class RandomTransformModel(nn.Module):
+    """The model a :class:`TransformDefense` (the registered kind) wraps around its classifier:
+    mean softmax of ``model`` over ``draws`` random transforms per image, fresh every call.
 
     All B x draws transformed images go through chunked batched forwards; the transform is
     differentiable, so EOT attacks see the defense as evaluated. Output: log of the mean.
@@ -41,7 +41,7 @@ class RandomTransformDefense(nn.Module):
         self.max_batch = max_batch
         self.output = output
 
-    def train(self, mode: bool = True) -> RandomTransformDefense:
+    def train(self, mode: bool = True) -> RandomTransformModel:
         super().train(mode)
         self.model.eval()
         return self
@@ -55,11 +55,6 @@ class RandomTransformDefense(nn.Module):
         return probs if self.output == "prob" else probs.clamp_min(1e-12).log()
 
 
-def _check_draws(draws: int) -> None:
-    if draws < 1:
-        raise UserError(f"draws must be at least 1, got {draws}")
-
-
 @dataclass(frozen=True)
 class NoiseSettings:
     sigma: float = T.GAUSSIAN_SIGMA  # [0, 1] units: the official 0.05 on [-1, 1] inputs
@@ -67,7 +62,7 @@ class NoiseSettings:
 
     def validate(self) -> None:
         T.check_noise_scale(self.sigma)
-        _check_draws(self.draws)
+        check_draws(self.draws)
 
 
 @dataclass(frozen=True)
@@ -77,7 +72,7 @@ class RotationSettings:
 
     def validate(self) -> None:
         T.check_rotation(self.max_degrees)
-        _check_draws(self.draws)
+        check_draws(self.draws)
 
 
 @dataclass(frozen=True)
@@ -88,13 +83,15 @@ class CropSettings:
 
     def validate(self) -> None:
         T.check_crop_range(self.min_size, self.max_size, IMAGE_SIZE)
-        _check_draws(self.draws)
+        check_draws(self.draws)
 
 
 class TransformDefense(Defense):
-    """A baseline: ``Settings`` (with ``draws``) and ``apply(x, settings, generator)``."""
+    """The registered kind of baseline: ``Settings`` (with ``draws``) and ``apply(x, settings,
+    generator)``; ``wrap`` puts it in a :class:`RandomTransformModel`."""
 
     Settings: ClassVar[type]
+    family = "transform"
 
     def __init__(self, name: str, card: dict, options: dict, data_dir: str | None = None):
         super().__init__(name)
@@ -116,7 +113,7 @@ class TransformDefense(Defense):
     def wrap(self, model: nn.Module, seed: int, draws: int | None = None,
              max_batch: int = 64) -> nn.Module:
         cfg = self.config
-        return RandomTransformDefense(model, lambda x, g: self.apply(x, cfg, g),
+        return RandomTransformModel(model, lambda x, g: self.apply(x, cfg, g),
                                       draws or cfg.draws, torch.Generator().manual_seed(seed),
                                       max_batch=max_batch)
 

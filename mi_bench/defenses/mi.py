@@ -23,10 +23,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from mi_bench.data import Split, load_split
-from mi_bench.defenses.registry import Defense, register, settings_from_options
+from mi_bench.defenses.registry import Defense, check_draws, register, settings_from_options
 from mi_bench.errors import UserError
 
 MODES = ("pl", "ol", "combined")
+MODE_OF = {"mi-pl": "pl", "mi-ol": "ol", "mi-combined": "combined"}  # registered name -> mode
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,7 @@ class MIConfig:
         if self.mode not in MODES:
             raise UserError(f"unknown MI mode {self.mode!r}; expected one of {MODES}")
         for name in ("n_samples", "n_pl", "n_ol"):
-            if getattr(self, name) < 1:
-                raise UserError(f"MI {name} must be at least 1, got {getattr(self, name)}")
+            check_draws(getattr(self, name), f"MI {name}")
         for name in ("lam", "lam_pl", "lam_ol"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise UserError(f"MI {name} must lie in [0, 1], got {getattr(self, name)}")
@@ -198,7 +198,7 @@ def reference_mi_loop(mi: MixupInference, x: torch.Tensor, idx: torch.Tensor,
     return torch.cat(out)
 
 
-@register("mi-pl", "mi-ol", "mi-combined")
+@register(*MODE_OF)
 class MIDefense(Defense):
     """MI as a registered defense: PL, OL or the combined detector, with its partner pool.
 
@@ -207,9 +207,11 @@ class MIDefense(Defense):
     records made with another pool are never mistaken for these.
     """
 
+    family = "mi"
+
     def __init__(self, name: str, card: dict, options: dict, data_dir: str | None = None):
         super().__init__(name)
-        mode = name.removeprefix("mi-")
+        mode = MODE_OF[name]
         if "mode" in options:
             raise UserError(f"the MI mode comes from the defense name ({name}); drop mode=")
         if mode == "combined" and {"n_samples", "lam"} & set(options):

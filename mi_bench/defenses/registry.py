@@ -25,9 +25,13 @@ _ALIASES: dict[str, str] = {}
 
 
 class Defense:
-    """One configured defense. Subclasses set ``randomized`` and implement the four methods."""
+    """One configured defense. Subclasses declare ``family`` and ``randomized`` and implement
+    the four methods; nothing in the harness reads a defense's name to learn what it is."""
 
     randomized: ClassVar[bool] = True
+    # what kind of defense: 'none', 'mi' (takes the --mi-* flags, cites the MI paper),
+    # 'transform' (a random input transform) or 'other'
+    family: ClassVar[str] = "other"
 
     def __init__(self, name: str):
         self.name = name
@@ -70,6 +74,32 @@ def register(*names: str, aliases: tuple[str, ...] = ()) -> Callable:
         return cls
 
     return deco
+
+
+def unregister(name: str) -> None:
+    """Remove a defense a test or plug-in registered (built-ins stay)."""
+    cls = _REGISTRY.get(name)
+    if cls is not None and not cls.__module__.startswith("mi_bench."):
+        del _REGISTRY[name]
+        for alias in [a for a, n in _ALIASES.items() if n == name]:
+            del _ALIASES[alias]
+
+
+def defense_family(name: str) -> str | None:
+    """The family a registered defense declares (None for a name no module registered)."""
+    cls = _REGISTRY.get(_ALIASES.get(name, name))
+    return None if cls is None else cls.family
+
+
+def defense_randomized(name: str) -> bool | None:
+    cls = _REGISTRY.get(_ALIASES.get(name, name))
+    return None if cls is None else bool(cls.randomized)
+
+
+def check_draws(draws: int, what: str = "draws") -> None:
+    """Every randomized defense's draws setting: at least one draw per prediction."""
+    if draws < 1:
+        raise UserError(f"{what} must be at least 1, got {draws}")
 
 
 def defense_names() -> list[str]:
@@ -135,6 +165,7 @@ class NoDefense(Defense):
     """The bare classifier: deterministic, one pass per prediction."""
 
     randomized = False
+    family = "none"
 
     def __init__(self, name: str, card: dict, options: dict, data_dir: str | None = None):
         super().__init__(name)

@@ -218,8 +218,9 @@ def draw_xie_params(batch: int, height: int, width: int, min_size: int, max_size
     return XieParams(size, top, left, pad_top, pad_left)
 
 
-def apply_xie(x: torch.Tensor, params: XieParams) -> torch.Tensor:
-    """Paste each image's crop, unscaled, onto a zero canvas of the full size at its offset.
+def crop_paste_zero_fill(x: torch.Tensor, params: XieParams) -> torch.Tensor:
+    """Paste each image's crop, unscaled, onto a zero canvas of the full size at its offset
+    (the general zero-fill shift; Xie et al.'s crop-and-pad is one use of it).
 
     Batched with index tensors: output pixel (i, j) reads input pixel
     (top + i - pad_top, left + j - pad_left) when it falls inside the pasted square, else 0.
@@ -243,7 +244,7 @@ def xie_crop_pad(x: torch.Tensor, min_size: int, max_size: int,
     """Xie et al. (2018) as in the MI code: random square crop, zero-padded back at random."""
     _check_images(x)
     b, _, h, w = x.shape
-    return apply_xie(x, draw_xie_params(b, h, w, min_size, max_size, generator))
+    return crop_paste_zero_fill(x, draw_xie_params(b, h, w, min_size, max_size, generator))
 
 
 def draw_guo_params(batch: int, height: int, width: int, min_size: int, max_size: int,

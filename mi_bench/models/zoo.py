@@ -19,9 +19,9 @@ from pathlib import Path
 
 from torch import nn
 
-from mi_bench.checkpoint import load_checkpoint, safe_torch_load
 from mi_bench.errors import UserError
 from mi_bench.models import NO_NORM
+from mi_bench.models.checkpoint import load_checkpoint, safe_torch_load
 
 ALIASES = {
     "mixup": "prn18w16-mixup-s0",

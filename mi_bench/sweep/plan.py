@@ -14,7 +14,7 @@ from typing import Any
 
 from mi_bench.attacks.config import MAX_EPS, AttackConfig
 from mi_bench.attacks.runner import AttackRun
-from mi_bench.defenses import canonical_name
+from mi_bench.defenses import canonical_name, defense_family
 from mi_bench.errors import UserError
 from mi_bench.models.zoo import load_classifier
 from mi_bench.results import ResultStore, record_key
@@ -77,7 +77,7 @@ def attack_config(s: dict[str, Any], seeds: list[int], data_dir: str | None) -> 
     """A cell's settings as the ``mi-bench attack`` command would build them."""
     v = {**ATTACK_DEFAULTS, **s}
     # a grid's mi_* settings configure its MI defenses; the others in the grid ignore them
-    is_mi = canonical_name(v["defense"]).startswith("mi-")
+    is_mi = defense_family(canonical_name(v["defense"])) == "mi"
     opts = {MI_SETTINGS[k]: v[k] for k in MI_SETTINGS if is_mi and v.get(k) is not None}
     opts.update({k: str(x) for k, x in (v.get("defense_opt") or {}).items()})
     draws = v["attack_mi_samples"] if "attack_mi_samples" in s else v["attack_draws"]

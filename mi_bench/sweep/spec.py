@@ -38,16 +38,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mi_bench.attacks.config import SUITES
-from mi_bench.attacks.ensemble import MEMBERS
 from mi_bench.attacks.pgd import LOSSES, NORMS
+from mi_bench.attacks.registry import member_names, suite_names
 from mi_bench.attacks.suites import AA_ATTACKS, AA_VERSIONS
-from mi_bench.commands.common import parse_eps
 from mi_bench.defenses import defense_aliases, defense_names
 from mi_bench.errors import UserError
+from mi_bench.options import parse_eps
 
-DEFENSES = tuple(defense_names() + defense_aliases())
-ATTACKS = tuple(dict.fromkeys(AA_ATTACKS + MEMBERS))
+
+def _defenses() -> tuple[str, ...]:
+    return tuple(defense_names() + defense_aliases())
+
+
+def _attacks() -> tuple[str, ...]:
+    """pyautoattack's attacks and the ensemble's members, as registered when a spec is read."""
+    return tuple(dict.fromkeys(AA_ATTACKS + member_names()))
+
+
 AXES = ("checkpoints", "defenses", "suites", "surrogates", "eps", "n", "seeds")
 REQUIRED = ("checkpoints", "defenses", "suites", "eps", "n")
 
@@ -77,9 +84,11 @@ def _int(minimum: int) -> Callable[[Any], Any]:
 
 
 def _choice(options) -> Callable[[Any], Any]:
+    """``options``: the values, or a function that lists them (a registry, read when checked)."""
     def check(v):
-        if v not in options:
-            raise BadValue(f"expected one of {list(options)}")
+        allowed = options() if callable(options) else options
+        if v not in allowed:
+            raise BadValue(f"expected one of {list(allowed)}")
         return v
     return check
 
@@ -122,10 +131,10 @@ def _eps(v) -> tuple[str, float]:
 
 def _aa_attacks(v):
     if not isinstance(v, list) or not v or not all(isinstance(a, str) for a in v):
-        raise BadValue(f"expected a list of attacks from {list(ATTACKS)}")
-    bad = [a for a in v if a not in ATTACKS]
+        raise BadValue(f"expected a list of attacks from {list(_attacks())}")
+    bad = [a for a in v if a not in _attacks()]
     if bad:
-        raise BadValue(f"unknown attack(s) {bad}; expected {list(ATTACKS)}")
+        raise BadValue(f"unknown attack(s) {bad}; expected {list(_attacks())}")
     return list(v)
 
 
@@ -139,7 +148,7 @@ def _defense_opt(v):
 
 # axis -> check of one value
 AXIS_CHECKS: dict[str, Callable[[Any], Any]] = {
-    "checkpoints": _text, "defenses": _choice(DEFENSES), "suites": _choice(SUITES),
+    "checkpoints": _text, "defenses": _choice(_defenses), "suites": _choice(suite_names),
     "surrogates": _text, "eps": _eps, "n": _int(1), "seeds": _int(0),
 }
 # setting -> check of one value (a list of values is one more axis)
@@ -262,7 +271,8 @@ def load_spec(path: str | Path) -> Spec:
     defaults = _check_grid(_only_keys(doc.get("defaults", {}), GRID_KEYS[2:],
                                       f"{where}: [defaults]"), f"{where}: [defaults]")
     suite_settings = {}
-    raw_suites = _only_keys(doc.get("suite", {}), SUITES, f"{where}: [suite]")
+    raw_suites = _only_keys(doc.get("suite", {}), tuple(suite_names()),
+                            f"{where}: [suite]")
     for suite, table in raw_suites.items():
         w = f"{where}: [suite.{suite}]"
         suite_settings[suite] = _check_grid(_only_keys(table, tuple(SETTING_CHECKS), w), w)

@@ -14,10 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
-from mi_bench.intervals import bootstrap
-from mi_bench.rows import SUITE_COLUMN, Row
+from mi_bench.report.columns import suite_column
+from mi_bench.report.intervals import bootstrap
+from mi_bench.report.rows import Row
 
 
 @dataclass(frozen=True)
@@ -32,8 +32,29 @@ class Gain:
     @property
     def unmatched(self) -> tuple[str, ...]:
         """The columns the undefended row has and the defended one lacks."""
-        return tuple(SUITE_COLUMN.get(s, s) for s in sorted(set(self.base.cells) -
+        return tuple(suite_column(s) for s in sorted(set(self.base.cells) -
                                                               set(self.row.cells)))
+
+    # what the table's columns (``columns.py``) read
+    @property
+    def model(self) -> str:
+        return self.row.model
+
+    @property
+    def defense(self) -> str:
+        return self.row.defense_label
+
+    @property
+    def n(self) -> int:
+        return self.row.image_set[0]
+
+    @property
+    def robust_text(self) -> str:
+        return _signed(self.robust, self.robust_ci)
+
+    @property
+    def clean_text(self) -> str:
+        return _signed(self.clean, self.clean_ci)
 
     @property
     def verdict(self) -> str:
@@ -75,17 +96,6 @@ def _signed(x: float, ci: tuple[float, float]) -> str:
     if np.isnan(x):
         return "—"
     return f"{100 * x:+.2f} [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]"
-
-
-def gains_table(gains: list[Gain]) -> pd.DataFrame:
-    """One line per defended row: the paired changes in percentage points."""
-    return pd.DataFrame([{
-        "model": g.row.model, "defense": g.row.defense_label, "eps": g.row.where,
-        "n": g.row.image_set[0],
-        "worst over attacks: defended − undefended": _signed(g.robust, g.robust_ci),
-        "clean: defended − undefended": _signed(g.clean, g.clean_ci),
-        "verdict (worst over attacks)": g.verdict,
-    } for g in gains])
 
 
 GAINS_NOTE = (

@@ -24,26 +24,37 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from mi_bench.errors import UserError
-from mi_bench.gains import GAINS_NOTE, gains_table, paired_gains
-from mi_bench.leaderboard import DEFAULT_ROOT, SNAPSHOT_FILE, load_leaderboard, rank_of
-from mi_bench.model_info import write_model_info
-from mi_bench.results import atomic_write_text, check_output_dir
-from mi_bench.rows import (
-    CSV_PREFIX,
-    HEADLINE_EPS,
+from mi_bench.report.columns import (
+    ABSENT,
+    BLANK,
+    CELLS_LEGEND,
     MISSING,
-    SUITE_COLUMN,
-    SUITES,
-    WORST_COLUMN,
+    Acc,
+    Empty,
+    Published,
+    csv_frame,
+    fmt_number,
+    legend,
+    markdown_frame,
+    suite_column,
+)
+from mi_bench.report.gains import GAINS_NOTE, paired_gains
+from mi_bench.report.leaderboard import DEFAULT_ROOT, SNAPSHOT_FILE, load_leaderboard, rank_of
+from mi_bench.report.model_info import write_model_info
+from mi_bench.report.rows import (
+    HEADLINE_EPS,
     Row,
     collect_rows,
     is_headline,
+    ranking_suites,
     read_records,
 )
+from mi_bench.results import atomic_write_text, check_output_dir
 
 FORMATS = ("md", "csv")
 
@@ -97,9 +108,9 @@ def leaderboard_markdown(board: pd.DataFrame) -> str:
         "rank": [MISSING if pd.isna(r) else str(r) for r in board["rank"]],
         "model_id": board["model_id"], "paper": board["paper"], "venue": board["venue"],
         "architecture": board["architecture"],
-        "clean": [_num(v) for v in board["clean_acc"]],
-        "AutoAttack": [_num(v) for v in board["autoattack_acc"]],
-        "reported": [_num(v) for v in board["reported_acc"]],
+        "clean": [fmt_number(v) for v in board["clean_acc"]],
+        "AutoAttack": [fmt_number(v) for v in board["autoattack_acc"]],
+        "reported": [fmt_number(v) for v in board["reported_acc"]],
         "extra data": ["yes" if v else "no" for v in board["extra_data"]],
         "forwards": board["forward_passes"].astype(str),
         "unreliable": ["yes" if v else "" for v in board["unreliable"]],
@@ -107,8 +118,6 @@ def leaderboard_markdown(board: pd.DataFrame) -> str:
     return view.to_markdown(index=False, disable_numparse=True)
 
 
-def _num(v: float) -> str:
-    return MISSING if v is None or pd.isna(v) else f"{float(v):.2f}"
 
 
 def _snapshot_date(root: Path | None) -> str | None:
@@ -119,66 +128,77 @@ def _snapshot_date(root: Path | None) -> str | None:
         return None
 
 
-# -- the report --------------------------------------------------------------------------------
-def fmt_cell(mean: float, std: float, worst: float | None = None,
-             ci: tuple[float, float] | None = None) -> str:
-    """``85.30 [80.1, 89.6] ± 0.42 (83.00)`` in percent: the 95% interval over images, the std
-    over seeds (only with a defined std) and the worst case in parentheses."""
-    if mean is None or math.isnan(mean):
-        return MISSING
-    text = f"{100 * mean:.2f}"
-    if ci is not None and not math.isnan(ci[0]):
-        text += f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
-    if std is not None and not math.isnan(std):
-        text += f" ± {100 * std:.2f}"
-    if worst is not None:
-        text += f" ({MISSING if math.isnan(worst) else f'{100 * worst:.2f}'})"
-    return text
+# -- the items of the tables -------------------------------------------------------------------
+class RowItem:
+    """A mi-bench row as a table reads it (``columns.py``), with its rank where it has one."""
+
+    source, source_text = "mi-bench", "**mi-bench**"
+
+    def __init__(self, row: Row, bold: bool = False, rank: Any = pd.NA, rank_by: str = "",
+                 rank_text: str = MISSING, rank_span: tuple = (pd.NA, pd.NA)):
+        self.row, self.rank, self.rank_by, self.rank_text = row, rank, rank_by, rank_text
+        self.rank_span = rank_span
+        self.main = row.main_cell
+        self.model = row.model
+        self.model_text = f"**{row.model}**" if bold else row.model
+        self.defense, self.forwards = row.defense_label, row.forwards
+        self.randomized, self.eps, self.norm = row.randomized, row.eps_label, row.norm
+        self.dataset, self.sha256 = row.dataset, row.sha256 or ""
+        self.notes = "; ".join(row.notes())
+        main = self.main
+        self.seeds = len(main.seeds) if main else pd.NA
+        self.n = main.n if main else pd.NA
+        self.seeds_text = str(self.seeds) if main else MISSING
+        self.n_text = str(self.n) if main else MISSING
+
+    @property
+    def clean(self) -> Acc | Empty:
+        m = self.main
+        return Acc(m.clean_mean, m.clean_std, ci=m.clean_ci) if m else ABSENT
+
+    def suite(self, name: str) -> Acc | Empty:
+        c = self.row.cells.get(name)
+        return Acc(c.mean, c.std, c.worst, c.ci) if c else ABSENT
+
+    @property
+    def worst(self) -> Acc | Empty:
+        w = self.row.worst_over_attacks
+        return Acc(w[0], None, None, w[1]) if w else ABSENT
 
 
-def _pct(x: float) -> float:
-    return math.nan if x is None or math.isnan(x) else round(100 * x, 4)
+class BoardItem:
+    """A RobustBench entry as a table reads it: its own numbers, blank in mi-bench's columns."""
+
+    source = source_text = "RobustBench"
+    defense, sha256, worst, randomized = "", "", BLANK, False
+    seeds = n = pd.NA
+    seeds_text = n_text = ""
+    rank_span = (pd.NA, pd.NA)
+
+    def __init__(self, b: pd.Series, dataset: str, threat: str, rank_by: str):
+        self.b, self.rank, self.rank_by = b, b["rank"], rank_by
+        self.rank_text = MISSING if pd.isna(b["rank"]) else str(b["rank"])
+        self.model = self.model_text = b["model_id"]
+        self.forwards = int(b["forward_passes"])
+        self.clean = Published(b["clean_acc"])
+        self.eps, self.norm, self.dataset = b["eps"], threat, dataset
+        self.notes = "; ".join(x for x, on in (("extra data", b["extra_data"]),
+                                               ("unreliable: unranked", b["unreliable"])) if on)
+
+    def suite(self, name: str) -> Published | Empty:
+        """RobustBench's AutoAttack number sits in the ranking suite's column."""
+        return Published(self.b["autoattack_acc"]) if name == self.rank_by else BLANK
 
 
-def _row_record(row: Row) -> dict:
-    """Numbers of one MI row, in percent; NaN where there is nothing."""
-    main = row.main_cell
-    out = {"model": row.model, "defense": row.defense_label, "N": row.forwards,
-           "clean_mean": _pct(main.clean_mean) if main else math.nan,
-           "clean_std": _pct(main.clean_std) if main else math.nan}
-    lo, hi = main.clean_ci if main else (math.nan, math.nan)
-    out.update({"clean_ci_low": _pct(lo), "clean_ci_high": _pct(hi)})
-    for s in SUITES:
-        c = row.cells.get(s)
-        p = CSV_PREFIX[s]
-        out[f"{p}_mean"] = _pct(c.mean) if c else math.nan
-        out[f"{p}_std"] = _pct(c.std) if c else math.nan
-        out[f"{p}_worst"] = _pct(c.worst) if c else math.nan
-        lo, hi = c.ci if c else (math.nan, math.nan)
-        out[f"{p}_ci_low"], out[f"{p}_ci_high"] = _pct(lo), _pct(hi)
-    w = row.worst_over_attacks
-    out["worst_over_attacks_mean"] = _pct(w[0]) if w else math.nan
-    out["worst_over_attacks_ci_low"] = _pct(w[1][0]) if w else math.nan
-    out["worst_over_attacks_ci_high"] = _pct(w[1][1]) if w else math.nan
-    out.update({"seeds": len(main.seeds) if main else pd.NA, "n": main.n if main else pd.NA,
-                "eps": row.eps_label, "norm": row.norm, "dataset": row.dataset,
-                "checkpoint_sha256": row.sha256 or "", "notes": "; ".join(row.notes())})
-    return out
-
-
-def _md_cells(row: Row, bold: bool = True) -> dict:
-    main = row.main_cell
-    out = {"model": f"**{row.model}**" if bold else row.model, "defense": row.defense_label, "N": str(row.forwards),
-           "clean": fmt_cell(main.clean_mean, main.clean_std, ci=main.clean_ci) if main
-           else MISSING}
-    for s in SUITES:
-        c = row.cells.get(s)
-        out[SUITE_COLUMN[s]] = fmt_cell(c.mean, c.std, c.worst, c.ci) if c else MISSING
-    w = row.worst_over_attacks
-    out[WORST_COLUMN] = fmt_cell(w[0], None, None, w[1]) if w else MISSING
-    out["seeds"] = str(len(main.seeds)) if main else MISSING
-    out["n"] = str(main.n) if main else MISSING
-    return out
+# the tables: Markdown and CSV columns (``columns.py``); "suites" stands for every suite
+RANKED_MD = ("rank", "source", "model", "defense", "N", "clean", "suites", "worst", "seeds", "n")
+RANKED_CSV = ("rank", "source", "model", "defense", "N", "clean", "suites", "clean_ci", "worst",
+              "rank_span", "randomized", "seeds", "n", "eps", "norm", "dataset",
+              "checkpoint_sha256", "notes")
+SWEEP_MD = ("model", "defense", "N", "norm", "eps", "clean", "suites", "worst", "seeds", "n")
+SWEEP_CSV = ("model", "defense", "N", "clean", "clean_ci", "suites", "worst", "seeds", "n", "eps",
+             "norm", "dataset", "checkpoint_sha256", "notes")
+GAINS_MD = ("model", "defense", "where", "n", "gain_worst", "gain_clean", "verdict")
 
 
 @dataclass
@@ -229,33 +249,12 @@ def build_report(results: str | Path, baseline: str = "robustbench:cifar10:Linf"
         missing.append(f"missing: all columns for {label} (N {n_fwd}) at eps {headline_label} "
                        f"{threat}; evaluated only at {', '.join(where)}")
 
-    # the merged ranked table: numbers (CSV) and formatted cells (Markdown), one order
-    entries = []
+    # the merged ranked table: RobustBench entries and mi-bench rows, one order
+    first = ranking_suites()[0]
     board = board.assign(rank=board_ranks(board))
-    for _, b in board.iterrows():
-        notes = [x for x, on in (("extra data", b["extra_data"]),
-                                 ("unreliable: unranked", b["unreliable"])) if on]
-        num = {"rank": b["rank"], "rank_by": "autoattack", "source": "RobustBench",
-               "model": b["model_id"], "defense": "", "N": int(b["forward_passes"]),
-               "clean_mean": b["clean_acc"], "clean_std": math.nan}
-        num.update({f"{CSV_PREFIX[s]}_{k}": math.nan for s in SUITES
-                    for k in ("mean", "std", "worst", "ci_low", "ci_high")})
-        num.update({"clean_ci_low": math.nan, "clean_ci_high": math.nan,
-                    "worst_over_attacks_mean": math.nan, "worst_over_attacks_ci_low": math.nan,
-                    "worst_over_attacks_ci_high": math.nan})
-        num.update({"rank_best": pd.NA, "rank_worst": pd.NA, "randomized": False})
-        num.update({"adaptive_mean": b["autoattack_acc"], "seeds": pd.NA, "n": pd.NA,
-                    "eps": b["eps"], "norm": threat, "dataset": dataset,
-                    "checkpoint_sha256": "", "notes": "; ".join(notes)})
-        md = {"rank": MISSING if pd.isna(b["rank"]) else str(b["rank"]),
-              "source": "RobustBench", "model": b["model_id"], "defense": "",
-              "N": str(b["forward_passes"]), "clean": _num(b["clean_acc"])}
-        md.update({SUITE_COLUMN[s]: "" for s in SUITES})
-        md[WORST_COLUMN] = ""
-        md.update({"adaptive": _num(b["autoattack_acc"]), "seeds": "", "n": ""})
-        entries.append((b["autoattack_acc"], 0, num, md))
+    entries = [(b["autoattack_acc"], 0, BoardItem(b, dataset, threat, first))
+               for _, b in board.iterrows()]
     for row in headline:
-        num = _row_record(row)
         suite = row.rank_suite
         # ranked at the shown precision (RobustBench's two decimals): a shown tie is a tie
         acc = round(100 * row.cells[suite].mean, 2) if suite else math.nan
@@ -264,26 +263,17 @@ def build_report(results: str | Path, baseline: str = "robustbench:cifar10:Linf"
         lo, hi = row.cells[suite].ci if suite else (math.nan, math.nan)
         span = (rank_of(round(100 * hi, 2), board), rank_of(round(100 * lo, 2), board)) \
             if suite and not math.isnan(lo) else (pd.NA, pd.NA)
-        num = {"rank": rank, "rank_by": suite or "", "source": "mi-bench", **num,
-               "rank_best": span[0], "rank_worst": span[1], "randomized": row.randomized}
-        md = {"rank": MISSING if suite is None else (
-            f"{rank} ({span[0]}–{span[1]})" + (" (EOT-PGD)" if suite == "eot-pgd" else "")),
-            "source": "**mi-bench**", **_md_cells(row)}
-        entries.append((acc, 1, num, md))
+        text = MISSING if suite is None else f"{rank} ({span[0]}–{span[1]})" + (
+            f" ({suite_column(suite)})" if suite != first else "")
+        entries.append((acc, 1, RowItem(row, True, rank, suite or "", text, span)))
     entries.sort(key=lambda e: (math.isnan(e[0]), -e[0] if not math.isnan(e[0]) else 0, e[1],
-                                e[2]["model"]))
-    ranked = pd.DataFrame([e[2] for e in entries])
-    ranked["randomized"] = ranked["randomized"].fillna(False).astype(bool)
-    for col in ("rank", "N", "seeds", "n", "rank_best", "rank_worst"):
-        ranked[col] = ranked[col].astype("Int64")
-    ranked_md = pd.DataFrame([e[3] for e in entries])
-
-    sweep = pd.DataFrame([_row_record(r) for r in rows])
-    for col in ("N", "seeds", "n"):
-        sweep[col] = sweep[col].astype("Int64")
-    sweep_md = pd.DataFrame([{**_md_cells(r, bold=False), "eps": r.eps_label, "norm": r.norm} for r in rows])
-    sweep_md = sweep_md[["model", "defense", "N", "norm", "eps", "clean",
-                         *[SUITE_COLUMN[s] for s in SUITES], WORST_COLUMN, "seeds", "n"]]
+                                e[2].model))
+    items = [e[2] for e in entries]
+    ranked = csv_frame(items, RANKED_CSV, "ranked")
+    ranked_md = markdown_frame(items, RANKED_MD, "ranked")
+    sweep_items = [RowItem(r) for r in rows]
+    sweep = csv_frame(sweep_items, SWEEP_CSV, "sweep")
+    sweep_md = markdown_frame(sweep_items, SWEEP_MD, "sweep")
     return Report(results=Path(results), dataset=dataset, threat=threat,
                   headline_label=headline_label, n_records=len(records), rows=rows,
                   headline=headline, ranked=ranked, ranked_md=ranked_md, sweep=sweep,
@@ -294,26 +284,16 @@ def build_report(results: str | Path, baseline: str = "robustbench:cifar10:Linf"
 RANDOMIZED_NOTE = ("Not leaderboard entries: each rank is where the number would fall among the "
                    "deterministic entries above, with the range its 95% interval over images "
                    "spans.")
-LEGEND = (
-    "Cells are accuracy in percent: `mean [95% interval over images] ± std over seeds (worst "
-    "case)`. The interval is a bootstrap over images of each image's share of correct (seed, "
-    "draw) pairs, or Wilson's with one draw and one seed; a difference inside it is not a "
-    "difference. The std is the sample "
-    "std (ddof=1) of the per-seed accuracies, shown only with two or more seeds; the worst case "
-    "counts an example as robust only if it is classified correctly, clean and attacked, in every "
-    "evaluation draw of every seed. *oblivious*: PGD on the undefended base model; *adaptive*: "
-    "AutoAttack against the defended model; *EOT-PGD*: PGD with expectation over MI's randomness; "
-    "*transfer*: adversarial examples from a surrogate model. *worst over attacks*: per image, "
-    "the lowest score over every attack of the row (all on the same images), then the mean "
-    "(an upper bound where a column is `—`). *seeds*: those of the adaptive column, the cell "
-    "that ranks the row; a column with more seeds shows their spread as ± and the notes name "
-    "them. *N*: base-model forward passes per "
-    "prediction (1 + MI partners). *rank*: for a **mi-bench** row, the place its adaptive number "
-    "(at two decimals) would take among the reliable RobustBench entries, ties going behind "
-    "(marked `(EOT-PGD)` where no AutoAttack record exists and EOT-PGD stands in); RobustBench "
-    "rows keep their own ranks, `—` for entries RobustBench flags unreliable. `—` in a number "
-    "cell: not measured (never filled in)."
-)
+def ranked_legend() -> str:
+    """The legend of the ranked table, from its columns' legend lines (read when rendered, so a
+    registered suite or column is in it)."""
+    return " ".join([CELLS_LEGEND, legend(("suites", "worst", "seeds", "N", "rank")),
+                     "`—` in a number cell: not measured (never filled in)."])
+
+
+def sweep_legend() -> str:
+    return " ".join([CELLS_LEGEND, legend(("suites", "worst", "seeds", "N")),
+                     "`—`: not measured."])
 
 
 def _table(md: pd.DataFrame) -> str:
@@ -330,7 +310,7 @@ def render_markdown(rep: Report, skipped: list[str] | None = None,
         f"- results: `{rep.results}` ({rep.n_records} records, {len(rep.rows)} rows over all eps)",
         f"- baseline: RobustBench {rep.dataset} {rep.threat} ({rep.board_size} entries{snap})",
         f"- headline eps: {rep.headline_label} ({rep.threat}); every eps: `eps_sweep.md`", "",
-        LEGEND, "", f"## Ranked at eps {rep.headline_label} {rep.threat}", "",
+        ranked_legend(), "", f"## Ranked at eps {rep.headline_label} {rep.threat}", "",
         _table(rep.ranked_md[~randomized]), "",
     ]
     if randomized.any():
@@ -341,7 +321,7 @@ def render_markdown(rep: Report, skipped: list[str] | None = None,
     gains = paired_gains(rep.rows)
     if gains:
         lines += ["## What each defense changes, paired over the same images", "", GAINS_NOTE,
-                  "", _table(gains_table(gains)), ""]
+                  "", _table(markdown_frame(gains, GAINS_MD, "gains")), ""]
     lines += ["## Missing", ""]
     lines += [f"- {m}" for m in rep.missing] or ["- nothing: every column is measured"]
     lines += ["", "## Notes", ""]
@@ -356,7 +336,7 @@ def render_markdown(rep: Report, skipped: list[str] | None = None,
 
 def render_sweep_markdown(rep: Report) -> str:
     """``eps_sweep.md``: every row at every eps, with its missing cells."""
-    lines = ["# mi-bench eps sweep", "", LEGEND.split(" *rank*")[0] + " `—`: not measured.", "", _table(rep.sweep_md),
+    lines = ["# mi-bench eps sweep", "", sweep_legend(), "", _table(rep.sweep_md),
              "", "## Missing", ""]
     missing = [m for r in rep.rows for m in r.missing()]
     lines += [f"- {m}" for m in missing] or ["- nothing"]
@@ -396,7 +376,7 @@ def write_report(rep: Report, out: str | Path, formats: list[str] | tuple[str, .
     files: list[Path] = []
     notes: list[str] = []
     if plots:
-        from mi_bench.plots import make_plots
+        from mi_bench.report.plots import make_plots
 
         made = make_plots(rep.rows, out / "plots")
         files += made.files

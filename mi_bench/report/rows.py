@@ -17,17 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
+from mi_bench.attacks.registry import find_suite, get_suite, suite_names
+from mi_bench.defenses import defense_family, defense_randomized
 from mi_bench.errors import UserError
-from mi_bench.intervals import interval
+from mi_bench.report.cells import Cell, Variant, make_cell
+from mi_bench.report.columns import suite_column, suite_order
+from mi_bench.report.intervals import interval
 from mi_bench.results import PROTOCOL, ResultStore
 
-MISSING = "—"
-SUITES = ("pgd", "autoattack", "eot-pgd", "transfer")
-SUITE_COLUMN = {"pgd": "oblivious", "autoattack": "adaptive", "eot-pgd": "EOT-PGD",
-                "transfer": "transfer"}
-WORST_COLUMN = "worst over attacks"
-CSV_PREFIX = {"pgd": "oblivious", "autoattack": "adaptive", "eot-pgd": "eot_pgd",
-              "transfer": "transfer"}
 HEADLINE_EPS = {"Linf": 8 / 255, "L2": 0.5}
 EPS_TOL = 1e-6
 
@@ -38,14 +35,6 @@ VARIANT_FIELDS = ("attack", "attack_draws", "n", "eval_repeats", "data", "surrog
 IDENTITY_FIELDS = (*ROW_FIELDS, "suite", *VARIANT_FIELDS, "seed")
 REQUIRED = ("key", "checkpoint", "defense", "suite", "norm", "eps", "seed", "n", "clean_acc",
             "robust_acc")
-SHORT = {"attack.eot_iter": "EOT", "attack_draws": "K", "attack.steps": "steps",
-         "attack.restarts": "restarts", "attack.step_size": "step", "attack.loss": "loss",
-         "attack.version": "AutoAttack", "attack.attacks": "attacks", "attack.variant": "variant",
-         "attack.targeted": "targeted", "eval_repeats": "draws", "surrogate_sha256": "surrogate sha256",
-         "attack.n_iter": "iterations"}
-HIDDEN = ("surrogate_sha256",)  # differs whenever the surrogate does; the name says enough
-
-
 # -- reading the store -------------------------------------------------------------------------
 
 
@@ -88,143 +77,6 @@ def read_records(results: str | Path) -> tuple[ResultStore, list[dict]]:
               f"{PROTOCOL} and are left out; rerun their commands to regenerate them",
               file=sys.stderr)
     return store, records
-
-
-@dataclass
-class Variant:
-    """One attack setting of one suite on one row: a record per seed."""
-
-    records: list[dict]
-    ident: dict[str, str]
-
-    @property
-    def accs(self) -> np.ndarray:
-        return np.array([r["robust_acc"] for r in self.records], dtype=float)
-
-    @property
-    def mean(self) -> float:
-        return float(self.accs.mean())
-
-
-@dataclass
-class Cell:
-    """The number shown for one suite of one row: the strongest variant, with what it beat."""
-
-    suite: str
-    chosen: Variant
-    others: list[Variant]
-    worst: float
-    problems: list[str]
-    scores: dict | None = None  # per example: robust, clean (share right), worst (bool)
-    # per example robust score of every run (each seed of each variant) with arrays, the
-    # chosen variant's first: the worst over attacks takes the minimum over all of them
-    all_robust: list = field(default_factory=list)
-
-    @property
-    def records(self) -> list[dict]:
-        return self.chosen.records
-
-    @property
-    def ci(self) -> tuple[float, float]:
-        """95% interval over images of the robust accuracy."""
-        return interval(self.scores["robust"]) if self.scores else (math.nan, math.nan)
-
-    @property
-    def clean_ci(self) -> tuple[float, float]:
-        return interval(self.scores["clean"]) if self.scores else (math.nan, math.nan)
-
-    @property
-    def mean(self) -> float:
-        return self.chosen.mean
-
-    @property
-    def std(self) -> float:
-        accs = self.chosen.accs
-        return float(accs.std(ddof=1)) if len(accs) > 1 else math.nan
-
-    @property
-    def clean_mean(self) -> float:
-        return float(np.mean([r["clean_acc"] for r in self.records]))
-
-    @property
-    def clean_std(self) -> float:
-        c = np.array([r["clean_acc"] for r in self.records], dtype=float)
-        return float(c.std(ddof=1)) if len(c) > 1 else math.nan
-
-    @property
-    def seeds(self) -> list[int]:
-        return [r["seed"] for r in self.records]
-
-    @property
-    def n(self) -> int:
-        return int(self.records[0]["n"])
-
-    def choice_note(self) -> str:
-        """Which setting won when several were run ('' when only one was)."""
-        if not self.others:
-            return ""
-        variants = [self.chosen, *self.others]
-        keys = sorted({k for v in variants for k in v.ident
-                       if k not in HIDDEN and any(w.ident.get(k) != v.ident.get(k)
-                                                  for w in variants)})
-
-        def desc(v: Variant) -> str:
-            return ", ".join(f"{SHORT.get(k, k)} {_plain(v.ident.get(k))}" for k in keys)
-
-        others = "; ".join(f"{desc(v)}: {100 * v.mean:.2f}" for v in self.others)
-        return (f"{SUITE_COLUMN[self.suite]}: strongest of {len(variants)} settings "
-                f"({desc(self.chosen)}); others: {others}")
-
-
-def _plain(text: str | None) -> str:
-    if text is None:
-        return "unset"
-    value = json.loads(text)
-    if isinstance(value, list):
-        return "+".join(map(str, value))
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
-def example_scores(store: ResultStore, records: list[dict]) -> tuple[dict | None, list[str]]:
-    """Per example, over every seed and draw: the robust and clean scores (share right) and the
-    worst case (right in all); ``runs``: the robust score of each record (seed) alone, over its
-    draws. None, with a problem, if the arrays are missing or misfit."""
-    robust, clean, worst = [], [], None
-    for r in records:
-        try:
-            ex = store.load_examples(r["key"])
-            adv, cl = np.asarray(ex["adv"], bool), np.asarray(ex["clean"], bool)
-        except (OSError, KeyError, ValueError, UserError) as exc:
-            return None, [f"record {r['key']}: no per-example arrays ({exc})"]
-        rob = adv & cl
-        if worst is not None and rob.shape[1] != worst.shape[0]:
-            msg = (f"record {r['key']}: per-example arrays of shape {rob.shape} do not match "
-                   f"{worst.shape}")
-            return None, [msg]
-        robust.append(rob)
-        clean.append(cl)
-        worst = rob.all(0) if worst is None else worst & rob.all(0)
-    return {"robust": np.concatenate(robust).mean(0), "clean": np.concatenate(clean).mean(0),
-            "worst": worst, "runs": [rob.mean(0) for rob in robust]}, []
-
-
-def _make_cell(store: ResultStore, suite: str, variants: list[Variant]) -> Cell:
-    """Strongest = lowest mean accuracy; ties go to more seeds, then more examples."""
-    ranked = sorted(variants, key=lambda v: (v.mean, -len(v.records), -int(v.records[0]["n"]),
-                                             json.dumps(v.ident, sort_keys=True)))
-    scores, problems = example_scores(store, ranked[0].records)
-    worst = float(scores["worst"].mean()) if scores else math.nan
-    # every seed of every variant is an attack run of its own: a restart, for the worst
-    all_robust = list(scores["runs"]) if scores else []
-    for other in ranked[1:]:
-        more, trouble = example_scores(store, other.records)
-        problems += trouble
-        if more is not None and scores is not None and more["robust"].shape == scores[
-                "robust"].shape:
-            all_robust += more["runs"]
-    return Cell(suite, ranked[0], ranked[1:], worst, problems, scores, all_robust)
 
 
 @dataclass
@@ -272,12 +124,14 @@ class Row:
 
     @property
     def is_mi(self) -> bool:
-        return self.defense.startswith("mi-")
+        return defense_family(self.defense) == "mi"
 
     @property
     def randomized(self) -> bool:
         flag = next((r.get("defense_randomized") for c in self.cells.values()
                      for r in c.records), None)
+        if flag is None:
+            flag = defense_randomized(self.defense)
         return bool(flag) if flag is not None else self.defense != "none"
 
     @property
@@ -291,34 +145,46 @@ class Row:
     @property
     def rank_suite(self) -> str | None:
         """AutoAttack decides the rank; EOT-PGD stands in (marked) only when it is absent."""
-        return next((s for s in ("autoattack", "eot-pgd") if s in self.cells), None)
+        return next((s for s in ranking_suites() if s in self.cells), None)
 
     @property
     def main_cell(self) -> Cell | None:
         """The cell whose records give the clean accuracy and the seed/n columns."""
-        return next((self.cells[s] for s in ("autoattack", "eot-pgd", "pgd", "transfer")
-                     if s in self.cells), None)
+        return next((self.cells[s] for s in suite_names() if s in self.cells), None)
 
     def missing(self) -> list[str]:
-        return [f"missing: {SUITE_COLUMN[s]} for {self.label} ({self.where})"
-                for s in SUITES if s not in self.cells]
+        return [f"missing: {suite_column(s)} for {self.label} ({self.where})"
+                for s in suite_order() if s not in self.cells]
 
     def notes(self) -> list[str]:
         out = [c.choice_note() for c in self.cells.values() if c.choice_note()]
         main = self.main_cell
         for s, c in self.cells.items():
             if main is not None and (c.seeds != main.seeds or c.n != main.n):
-                out.append(f"{SUITE_COLUMN[s]}: seeds {seeds_text(c.seeds)}, n {c.n}")
-        if "transfer" in self.cells and not self.cells["transfer"].others:
-            out.append(f"transfer from {self.cells['transfer'].records[0].get('surrogate')}")
-        if self.rank_suite == "eot-pgd":
-            out.append("no AutoAttack record: rank from EOT-PGD")
-        aa, eot = self.cells.get("autoattack"), self.cells.get("eot-pgd")
-        if aa is not None and eot is not None and aa.mean > eot.mean:
-            out.append(f"AutoAttack reads above EOT-PGD ({100 * aa.mean:.2f} > "
-                       f"{100 * eot.mean:.2f}) on the same images: the weaker number is not the "
-                       "robustness; see worst over attacks")
+                out.append(f"{suite_column(s)}: seeds {seeds_text(c.seeds)}, n {c.n}")
+        for s, c in self.cells.items():
+            if find_suite(s).target == "surrogate" and not c.others:
+                out.append(f"{suite_column(s)} from {c.records[0].get('surrogate')}")
+        ranking = ranking_suites()
+        if self.rank_suite is not None and self.rank_suite != ranking[0]:
+            out.append(f"no {_long(ranking[0])} record: rank from {suite_column(self.rank_suite)}")
+        first, second = (self.cells.get(s) for s in ranking[:2])
+        if first is not None and second is not None and first.mean > second.mean:
+            out.append(f"{_long(ranking[0])} reads above {suite_column(ranking[1])} "
+                       f"({100 * first.mean:.2f} > {100 * second.mean:.2f}) on the same images: "
+                       "the weaker number is not the robustness; see worst over attacks")
         return out + self.problems + [p for c in self.cells.values() for p in c.problems]
+
+
+def ranking_suites() -> list[str]:
+    """The suites that may rank a row, first choice first (AutoAttack, then EOT-PGD)."""
+    return [s for s in suite_names() if get_suite(s).ranks]
+
+
+def _long(suite: str) -> str:
+    """A suite's name in prose ('AutoAttack'), as its registry entry gives it."""
+    entry = find_suite(suite)
+    return entry.title if entry is not None else suite
 
 
 def seeds_text(seeds: list[int]) -> str:
@@ -333,12 +199,13 @@ def _row_flags(records: list[dict]) -> list[str]:
         big = flags.get("large_eps") or {}
         # a transfer attack never differentiates the target, so its large-eps result is no
         # gradient-masking test (older records ran it anyway)
-        if big.get("masked") and r["suite"] != "transfer":
-            out.append(f"{SUITE_COLUMN.get(r['suite'], r['suite'])} seed {r['seed']}: possible "
+        entry = find_suite(r["suite"])
+        if big.get("masked") and (entry is None or entry.target != "surrogate"):
+            out.append(f"{suite_column(r['suite'])} seed {r['seed']}: possible "
                        f"gradient masking (accuracy {big.get('acc', math.nan):.0%} at eps "
                        f"{big.get('eps')})")
         for msg in flags.get("weaker_attack_stronger") or []:
-            out.append(f"{SUITE_COLUMN.get(r['suite'], r['suite'])} seed {r['seed']}: {msg}")
+            out.append(f"{suite_column(r['suite'])} seed {r['seed']}: {msg}")
     return sorted(set(out))
 
 
@@ -355,7 +222,7 @@ def _check_one_image_set(row: Row, records: list[dict]) -> None:
     """Every column of a row must be measured on the same images: refuse to mix them."""
     sets: dict[tuple, set[str]] = {}
     for r in records:
-        sets.setdefault(image_set(r), set()).add(SUITE_COLUMN.get(r["suite"], r["suite"]))
+        sets.setdefault(image_set(r), set()).add(suite_column(r["suite"]))
     if len(sets) > 1:
         parts = "; ".join(f"{', '.join(sorted(cols))} on n={n} ({data})"
                           for (n, data), cols in sorted(sets.items()))
@@ -387,7 +254,7 @@ def collect_rows(store: ResultStore, records: list[dict]) -> list[Row]:
                   eps=float(first["eps"]), eps_label=str(first.get("eps_label") or
                                                          f"{first['eps']:.4g}"),
                   dataset=card.get("dataset") or "cifar10", forwards=_forwards(first), card=card)
-        for suite in SUITES:
+        for suite in suite_order():
             variants: dict[str, dict[int, dict]] = {}
             idents: dict[str, dict[str, str]] = {}
             for rec in (r for r in recs if r["suite"] == suite):
@@ -397,15 +264,15 @@ def collect_rows(store: ResultStore, records: list[dict]) -> list[Row]:
                 seeds = variants.setdefault(vkey, {})
                 old = seeds.get(rec["seed"])
                 if old is not None:
-                    row.problems.append(f"{SUITE_COLUMN[suite]}: records {old['key']} and "
+                    row.problems.append(f"{suite_column(suite)}: records {old['key']} and "
                                         f"{rec['key']} repeat seed {rec['seed']}; kept the newer")
                 if old is None or str(rec.get("created", "")) >= str(old.get("created", "")):
                     seeds[rec["seed"]] = rec
             if variants:
-                row.cells[suite] = _make_cell(store, suite, [
+                row.cells[suite] = make_cell(store, suite, [
                     Variant([s[k] for k in sorted(s)], idents[v]) for v, s in variants.items()])
         _check_one_image_set(row, recs)
-        odd = sorted({r["suite"] for r in recs} - set(SUITES))
+        odd = sorted({r["suite"] for r in recs} - set(suite_names()))
         if odd:
             row.problems.append(f"records of unknown suite(s) {odd} ignored")
         row.problems.extend(_row_flags([r for c in row.cells.values() for r in c.records]))

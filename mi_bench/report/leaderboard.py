@@ -4,7 +4,7 @@ RobustBench's leaderboard changes over time, so results are compared against a s
 under ``leaderboards/robustbench/`` (one CSV per threat model plus ``SNAPSHOT.json`` with the date
 and checksums). The snapshot is built from RobustBench's ``model_info`` JSON files (MIT licensed)::
 
-    python -m mi_bench.leaderboard --model-info DIR/robustbench/model_info --out leaderboards/robustbench
+    python -m mi_bench.report.leaderboard --model-info DIR/robustbench/model_info --out leaderboards/robustbench
 
 Accuracies stay in percent, as RobustBench writes them (``85.32`` means 85.32 %).
 """
@@ -46,9 +46,9 @@ FLOAT_COLUMNS = ["clean_acc", "autoattack_acc", "reported_acc"]
 BOOL_COLUMNS = ["extra_data", "unreliable"]
 INT_COLUMNS = ["forward_passes"]
 SNAPSHOT_FILE = "SNAPSHOT.json"
-DEFAULT_ROOT = Path(__file__).resolve().parents[1] / "leaderboards" / "robustbench"
+DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "leaderboards" / "robustbench"
 BUILD_COMMAND = (
-    "python -m mi_bench.leaderboard --model-info DIR/robustbench/model_info "
+    "python -m mi_bench.report.leaderboard --model-info DIR/robustbench/model_info "
     "--out leaderboards/robustbench"
 )
 
@@ -296,7 +296,7 @@ def rank_of(acc: float, board: pd.DataFrame, column: str = "autoattack_acc") -> 
 def main(argv: list[str] | None = None) -> int:
     """Build the committed snapshots from a RobustBench ``model_info`` folder."""
     parser = argparse.ArgumentParser(
-        prog="python -m mi_bench.leaderboard",
+        prog="python -m mi_bench.report.leaderboard",
         description="Build RobustBench leaderboard snapshots (CSV + SNAPSHOT.json).",
     )
     parser.add_argument("--model-info", type=Path, required=True,

@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from mi_bench.errors import UserError
+from mi_bench.files import atomic_write_bytes
 from mi_bench.models import Normalized, create_model, get_spec
-from mi_bench.results import atomic_write_bytes
 
 FORMAT = "mi-bench-checkpoint/1"
 

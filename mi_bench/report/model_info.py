@@ -11,8 +11,8 @@ import json
 import math
 from pathlib import Path
 
+from mi_bench.report.rows import HEADLINE_EPS, Row, is_headline, seeds_text, slug
 from mi_bench.results import atomic_write_text
-from mi_bench.rows import HEADLINE_EPS, Row, is_headline, seeds_text, slug
 
 MI_PAPER = {"link": "https://arxiv.org/abs/1909.11515",
             "name": "Mixup Inference: Better Exploiting Mixup to Defend Adversarial Attacks",

@@ -19,15 +19,9 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, ScalarFormatter
 
+from mi_bench.report.columns import suite_column, suite_order
+from mi_bench.report.rows import IDENTITY_FIELDS, Row, flat_identity, slug
 from mi_bench.results import atomic_write_bytes, dotted_get
-from mi_bench.rows import (
-    IDENTITY_FIELDS,
-    SUITE_COLUMN,
-    SUITES,
-    Row,
-    flat_identity,
-    slug,
-)
 
 MIN_Y_SPAN = 10.0  # percentage points: the narrowest accuracy axis a sweep plot gets
 # (file stem, dotted record key, axis label, title, also draw clean accuracy)
@@ -95,7 +89,7 @@ def plot_eps(rows: list[Row], folder: Path) -> Plots:
         groups.setdefault((r.model, r.norm), []).append(r)
     for (model, norm), group in sorted(groups.items()):
         panels = []
-        for suite in SUITES:
+        for suite in suite_order():
             curves: dict[tuple[str, int], list[Row]] = {}
             for r in group:
                 if suite in r.cells:
@@ -116,7 +110,7 @@ def plot_eps(rows: list[Row], folder: Path) -> Plots:
                 accs = [r.cells[suite].chosen.accs for r in rs]
                 _band(ax, xs, accs, f"{defense}, N {n_fwd}",
                       cis=[r.cells[suite].ci for r in rs])
-            ax.set_title(f"{SUITE_COLUMN[suite]} ({suite})")
+            ax.set_title(f"{suite_column(suite)} ({suite})")
             ax.set_xlabel("eps (×1/255)" if norm == "Linf" else "eps (L2)")
             ax.set_ylabel("robust accuracy (%)")
             ax.set_ylim(bottom=0)
