@@ -13,7 +13,7 @@ from mi_bench.attacks.pgd import LOSSES, NORMS
 from mi_bench.attacks.suites import AA_ATTACKS, AA_VERSIONS
 from mi_bench.errors import UserError
 
-SUITES = ("autoattack", "eot-pgd", "pgd", "transfer")
+SUITES = ("autoattack", "eot-pgd", "pgd", "transfer", "binarization")
 # the largest meaningful radius: the diameter of [0, 1]^(3x32x32) in each norm
 MAX_EPS = {"Linf": 1.0, "L2": math.sqrt(3 * 32 * 32)}
 
@@ -50,6 +50,9 @@ class AttackConfig:
     surrogate: str | None = None
     sanity: bool = True
     sanity_n: int = 16
+    # binarization: the suite it tests and the test's settings (attacks/binarization.py)
+    inner_attack: str | None = None
+    binarization: dict = field(default_factory=dict)
 
     def validate(self) -> None:
         if self.suite not in SUITES:
@@ -85,6 +88,17 @@ class AttackConfig:
             raise UserError("--variant apgd is untargeted; use --variant pgd with --targeted")
         if self.suite == "transfer" and not self.surrogate:
             raise UserError("--suite transfer needs --surrogate (a checkpoint to attack)")
+        if self.suite == "binarization":
+            from mi_bench.attacks.binarization import settings_from
+            from mi_bench.attacks.binarization_run import INNER_SUITES
+
+            if self.inner_attack not in INNER_SUITES:
+                raise UserError(f"--suite binarization needs --inner-attack, one of "
+                                f"{INNER_SUITES}; got {self.inner_attack!r}")
+            settings_from(self.binarization)
+        elif self.inner_attack is not None or self.binarization:
+            raise UserError("--inner-attack and --binarization-opt apply to --suite "
+                            "binarization")
         for name in ("steps", "eot_iter", "attack_draws"):
             v = getattr(self, name)
             if v is not None and v < 1:

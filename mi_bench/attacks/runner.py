@@ -188,6 +188,10 @@ class AttackRun:
     # -- the run ----------------------------------------------------------------------------
     def run_seed(self, seed: int) -> dict:
         c = self.cfg
+        if c.suite == "binarization":  # its own loop and record (attacks/binarization_run.py)
+            from mi_bench.attacks.binarization_run import run_binarization_seed
+
+            return run_binarization_seed(self, seed)
         world = distributed.world()  # under torchrun: this rank attacks batches b % size == rank
         ident = self.identity(seed)
         key = record_key(ident)
