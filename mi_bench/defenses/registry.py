@@ -63,10 +63,9 @@ class Defense:
                       generator: torch.Generator) -> torch.Tensor:
         """What the base model sees of each image in ``draws`` draws of this defense, shape
         (B, draws, C, H, W); ``labels`` are the images' binary labels. The readout is fitted on
-        the mean features over these draws. Deterministic defenses: the image itself."""
-        if self.randomized:
-            raise UserError(f"defense {self.name!r} states no binarized form (binary_inputs)")
-        return x[:, None]
+        the mean features over these draws. Every defense must state it: a default could only
+        guess what the defense does to its input."""
+        raise UserError(f"defense {self.name!r} states no binarized form (binary_inputs)")
 
     def binarized(self, model: nn.Module, task: Any, seed: int, draws: int | None = None,
                   max_batch: int = 64) -> nn.Module:
@@ -168,3 +167,8 @@ class NoDefense(Defense):
     def wrap(self, model: nn.Module, seed: int, draws: int | None = None,
              max_batch: int = 64) -> nn.Module:
         return model
+
+    def binary_inputs(self, x: torch.Tensor, labels: torch.Tensor, task: Any, draws: int,
+                      generator: torch.Generator) -> torch.Tensor:
+        """The base model sees the image itself."""
+        return x[:, None]
