@@ -154,12 +154,12 @@ def test_eot_passes_where_single_draw_pgd_fails(tmp_path, ckpt, seed=0):
 
 
 def test_the_ensemble_runs_as_inner_attack_on_a_randomized_defense(tmp_path, ckpt):
-    record, ex = run_test(tmp_path, ckpt, defense="gaussian-noise", inner="autoattack", n=2,
+    record, _ = run_test(tmp_path, ckpt, defense="gaussian-noise", inner="autoattack", n=2,
                           defense_opts={"sigma": 0.025, "draws": 4}, steps=5, eot_iter=1,
                           attack_draws=2, binarization={"c": 1e4, "feature_draws": 8})
     assert record["attack"]["version"] == "ensemble"
-    assert record["binarization_test"]["verdict"] in ("pass", "fail", "no valid sample")
-    assert record["backwards"] > 0 or not ex["valid"].any()
+    assert record["binarization_test"]["n_valid"] == 2 and record["backwards"] > 0
+    assert record["binarization_test"]["verdict"] == "pass"  # weak noise: APGD-CE breaks it
 
 
 def test_task_geometry():
@@ -217,17 +217,22 @@ def test_verdict_and_binomial():
     assert verdict(19, 20)["interval"][0] == pytest.approx(0.7639, abs=1e-3)  # Wilson
 
 
-def test_readout_is_scikit_learns_and_separates(ckpt):
+def test_readout_is_scikit_learns_and_separates():
     from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
     from mi_bench.attacks.binarization import fit_readout
 
     rng = np.random.default_rng(0)
-    f = np.concatenate([rng.normal(0, 1, (50, 8)), rng.normal(3, 1, (1, 8))])
+    # tiny feature scale, as a robust model's inside an 8/255 ball: standardizing must handle it
+    f = 1e-3 * np.concatenate([rng.normal(0, 1, (50, 8)), rng.normal(3, 1, (1, 8))])
     y = np.r_[np.zeros(50), 1].astype(int)
-    w, b, acc = fit_readout(f, y, c=100.0)
-    ref = LogisticRegression(C=100.0, class_weight="balanced", max_iter=5000).fit(f, y)
-    assert acc == 1.0 and np.allclose(w, ref.coef_[0]) and b == pytest.approx(ref.intercept_[0])
+    w, b, acc = fit_readout(f, y, c=1.0)
+    ref = make_pipeline(StandardScaler(), LogisticRegression(
+        C=1.0, class_weight="balanced", max_iter=5000)).fit(f, y)
+    assert acc == 1.0 and ref.score(f, y) == 1.0
+    assert np.allclose(f @ w + b, ref.decision_function(f), rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("args,message", [
