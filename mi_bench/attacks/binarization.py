@@ -2,8 +2,8 @@
 strong enough for this defense?
 
 Around one test image x it builds a binary task whose adversarial example is known to exist
-(Section 4 and Algorithm 1 of the paper, as its text describes them; this module was written from
-that description, not from the authors' code):
+(the paper's Algorithm 1, numbering from memory; this module was written from the paper's
+description and the issue's account of the authors' code, not from that code):
 
 - inner points, class 0: ``n_inner`` points uniform in the shrunk ball of radius (1 - gap) eps
   around x, plus x itself; boundary points, class 1: ``n_boundary`` points at the ball's corners
