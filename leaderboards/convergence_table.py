@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import argparse
 
+from mi_bench.intervals import interval
 from mi_bench.report.cells import example_scores
-from mi_bench.report.intervals import interval
 from mi_bench.report.rows import collect_rows, read_records
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mi_bench.report.intervals import bootstrap, interval, wilson
+from mi_bench.intervals import bootstrap, interval, wilson
 
 
 def test_wilson_matches_the_textbook_values():

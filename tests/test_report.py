@@ -18,9 +18,9 @@ from click.testing import CliRunner
 
 from mi_bench import cli as cli_module
 from mi_bench.errors import UserError
+from mi_bench.intervals import wilson
 from mi_bench.report.columns import fmt_cell
 from mi_bench.report.gains import paired_gains
-from mi_bench.report.intervals import wilson
 from mi_bench.report.leaderboard import COLUMNS, load_leaderboard, read_model_info
 from mi_bench.report.tables import (
     board_ranks,

@@ -49,6 +49,9 @@ class AttackConfig:
     surrogate: str | None = None
     sanity: bool = True
     sanity_n: int = 16
+    # binarization: the suite it tests and the test's settings (attacks/binarization.py)
+    inner_attack: str | None = None
+    binarization: dict = field(default_factory=dict)
 
     def validate(self) -> None:
         if self.suite not in suite_names():
@@ -84,8 +87,14 @@ class AttackConfig:
             raise UserError(f"unknown variant {self.variant!r}; expected 'pgd' or 'apgd'")
         if self.variant == "apgd" and self.targeted:
             raise UserError("--variant apgd is untargeted; use --variant pgd with --targeted")
-        if get_suite(self.suite).target == "surrogate" and not self.surrogate:
+        entry = get_suite(self.suite)
+        if entry.target == "surrogate" and not self.surrogate:
             raise UserError(f"--suite {self.suite} needs --surrogate (a checkpoint to attack)")
+        if entry.check is not None:
+            entry.check(self)  # the suite's own settings (binarization: --inner-attack, ...)
+        elif self.inner_attack is not None or self.binarization:
+            raise UserError("--inner-attack and --binarization-opt apply to --suite "
+                            "binarization")
         for name in ("steps", "eot_iter", "attack_draws"):
             v = getattr(self, name)
             if v is not None and v < 1:

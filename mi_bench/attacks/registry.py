@@ -60,6 +60,15 @@ class SuiteEntry:
     help: str
     module: str
     title: str  # its name in prose ('AutoAttack'); the column header by default
+    # a suite with a loop and record of its own (the binarization test): (run, seed) -> record;
+    # its records have their own table (``summary``) and are no column of the report
+    run_seed: Callable[..., dict] | None = None
+    summary: Callable[[list[dict]], str] | None = None
+    check: Callable[..., None] | None = None  # (config) -> None: its own settings, checked
+
+    @property
+    def in_tables(self) -> bool:
+        return self.run_seed is None
 
     @property
     def adaptive(self) -> bool:
@@ -84,7 +93,9 @@ _MEMBERS: dict[str, MemberEntry] = {}
 def register_suite(name: str, *, column: str, target: str, default_steps: int,
                    csv: str | None = None, position: int | None = None, ranks: bool = False,
                    randomized: bool = True, legend: str = "", help: str = "",
-                   title: str | None = None) -> Callable:
+                   title: str | None = None, run_seed: Callable[..., dict] | None = None,
+                   summary: Callable[[list[dict]], str] | None = None,
+                   check: Callable[..., None] | None = None) -> Callable:
     """Function decorator: the builder of suite ``name`` (see the module docstring)."""
     if target not in TARGETS:
         raise ValueError(f"suite {name!r}: target must be one of {TARGETS}, got {target!r}")
@@ -95,7 +106,7 @@ def register_suite(name: str, *, column: str, target: str, default_steps: int,
         _SUITES[name] = SuiteEntry(
             name, build, column, csv or name.replace("-", "_"), target, default_steps,
             len(_SUITES) if position is None else position, ranks, randomized, legend, help,
-            build.__module__, title or column)
+            build.__module__, title or column, run_seed, summary, check)
         return build
 
     return deco
@@ -120,9 +131,16 @@ def suite_names() -> list[str]:
 
 
 def suites_by_position() -> list[SuiteEntry]:
-    """The suites in the order of the report's columns."""
+    """The suites that are columns of the report, in the order of its columns."""
     order = list(_SUITES)
-    return sorted(_SUITES.values(), key=lambda e: (e.position, order.index(e.name)))
+    return sorted((e for e in _SUITES.values() if e.in_tables),
+                  key=lambda e: (e.position, order.index(e.name)))
+
+
+def inner_suites() -> list[str]:
+    """The suites a test of attack strength (binarization) can run: those that attack the
+    model in front of them (not a surrogate) in the common batch loop."""
+    return [n for n, e in _SUITES.items() if e.in_tables and e.target != "surrogate"]
 
 
 def get_suite(name: str) -> SuiteEntry:

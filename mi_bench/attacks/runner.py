@@ -158,6 +158,8 @@ class AttackRun:
     # -- the run ----------------------------------------------------------------------------
     def run_seed(self, seed: int) -> dict:
         c = self.cfg
+        if self.entry.run_seed is not None:  # a suite with its own loop and record
+            return self.entry.run_seed(self, seed)
         world = distributed.world()  # under torchrun: this rank attacks batches b % size == rank
         ident = self.identity(seed)
         key = record_key(ident)

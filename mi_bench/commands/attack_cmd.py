@@ -6,7 +6,13 @@ from functools import partial
 
 import click
 
-from mi_bench.attacks.registry import default_members, get_suite, member_names, suite_names
+from mi_bench.attacks.registry import (
+    default_members,
+    get_suite,
+    inner_suites,
+    member_names,
+    suite_names,
+)
 from mi_bench.commands.common import (
     checkpoint_options,
     defense_options,
@@ -33,6 +39,15 @@ PRESETS = {"tramer": {"steps": 50, "step_size": "0.5/255", "eot_iter": 1, "attac
 @defense_options
 @click.option("--suite", type=registry_choice(suite_names), default="autoattack",
               show_default=True, help="; ".join(f"{e}: {get_suite(e).help}" for e in suite_names()))
+@click.option("--inner-attack", type=registry_choice(inner_suites), default=None,
+              help="binarization: the suite tested, run with its own settings and options")
+@click.option("--binarization-preset", type=click.Choice(["official", "cpu"]), default=None,
+              help="binarization: official (the MI case study: 512 samples, 999 inner + 1 "
+                   "corner, MI with 15 draws at lambda 0.6) or cpu (100 samples, 199 inner + 1 "
+                   "corner, 20 + 20 validation points, 3 feature draws)")
+@click.option("--binarization-opt", multiple=True,
+              help="binarization setting key=value: n_inner, n_boundary, boundary, gap, n_val, "
+                   "feature_draws, c, threshold, alpha (repeatable; over the preset)")
 @click.option("--eps", "eps_list", default="8/255", show_default=True,
               help="radius, or a comma-separated sweep such as 1/255,2/255,4/255,8/255")
 @click.option("--norm", type=click.Choice(["Linf", "L2"]), default="Linf", show_default=True)
@@ -75,7 +90,8 @@ PRESETS = {"tramer": {"steps": 50, "step_size": "0.5/255", "eot_iter": 1, "attac
 @device_options
 @click.pass_context
 def attack(ctx, checkpoint, arch, arch_opt, defense, defense_opt, mi_n, mi_lambda, mi_pool,
-           mi_threshold, max_batch, suite, eps_list, norm, n_examples, seeds, eval_repeats,
+           mi_threshold, max_batch, suite, inner_attack, binarization_preset, binarization_opt,
+           eps_list, norm, n_examples, seeds, eval_repeats,
            attack_draws, aa_version, aa_attacks, steps, step_size, loss, restarts, eot_iter,
            targeted, variant, surrogate, batch_size, data_dir, out, no_sanity, attack_preset,
            no_progress, device_spec, tf32) -> None:
@@ -84,8 +100,11 @@ def attack(ctx, checkpoint, arch, arch_opt, defense, defense_opt, mi_n, mi_lambd
     Under ``torchrun --nproc-per-node G -m mi_bench.cli attack ...`` the batches of each run are
     spread over the G ranks; the record is the one a single process writes.
     """
+    binarization = _binarization(ctx, suite, binarization_preset, binarization_opt, defense)
+    if binarization is not None:
+        n_examples, mi_n, mi_lambda = (binarization.pop(k) for k in ("n", "mi_n", "mi_lambda"))
     if attack_preset is not None:
-        if suite != "eot-pgd":
+        if (inner_attack if suite == "binarization" else suite) != "eot-pgd":
             raise UserError(f"--attack-preset {attack_preset} is an eot-pgd setting; add "
                             "--suite eot-pgd")
         preset = PRESETS[attack_preset]
@@ -114,7 +133,8 @@ def attack(ctx, checkpoint, arch, arch_opt, defense, defense_opt, mi_n, mi_lambd
         aa_version=aa_version, aa_attacks=aa_attacks.split(",") if aa_attacks else None,
         steps=steps, step_size=parse_eps(step_size) if step_size else None, loss=loss,
         restarts=restarts, eot_iter=eot_iter, targeted=targeted, variant=variant,
-        sanity=not no_sanity)
+        sanity=not no_sanity, inner_attack=inner_attack,
+        binarization=(binarization or {}).get("settings", {}))
     configs = [make(eps=eps, eps_label=label, surrogate=sur)
                for label, eps in parse_eps_list(eps_list) for sur in surrogates]
     for cfg in configs:
@@ -138,10 +158,40 @@ def attack(ctx, checkpoint, arch, arch_opt, defense, defense_opt, mi_n, mi_lambd
         run = first if cfg is configs[0] else AttackRun(cfg, store, not no_progress, log,
                                                         device=device)
         records = [run.run_seed(s) for s in cfg.seeds]
-        rows.append((cfg, run, RunItem(store, run.card.get("name"), cfg.defense, cfg.suite,
-                                       cfg.surrogate, f"{cfg.eps_label} {cfg.norm}", records)))
-    if world.is_main:
-        _print_summary(rows, out)
+        rows.append((cfg, run, records))
+    own_table = get_suite(suite).summary  # a suite with a table of its own (binarization)
+    if world.is_main and own_table is not None:
+        click.echo(own_table([r for _, _, records in rows for r in records]))
+    elif world.is_main:
+        _print_summary([(cfg, run, RunItem(store, run.card.get("name"), cfg.defense, cfg.suite,
+                                           cfg.surrogate, f"{cfg.eps_label} {cfg.norm}",
+                                           records)) for cfg, run, records in rows], out)
+
+
+def _binarization(ctx, suite: str, preset: str | None, opts, defense: str) -> dict | None:
+    """The binarization test's settings: the preset's, then --binarization-opt over them; a
+    preset's sample count and MI settings apply where the command line leaves them default."""
+    from mi_bench.attacks.binarization import PRESETS
+    from mi_bench.commands.common import split_key_values
+    from mi_bench.defenses import canonical_name
+
+    if get_suite(suite).check is None:  # only a suite that checks these settings takes them
+        if preset or opts or ctx.params.get("inner_attack"):
+            raise UserError("--inner-attack, --binarization-preset and --binarization-opt "
+                            "apply to --suite binarization")
+        return None
+    p = PRESETS.get(preset or "", {"settings": {}, "mi": {}})
+    default = click.core.ParameterSource.DEFAULT
+
+    def given(name: str):
+        return None if ctx.get_parameter_source(name) == default else ctx.params[name]
+
+    mi = p["mi"] if canonical_name(defense) in ("mi-ol", "mi-pl") else {}
+    return {"settings": {**p["settings"], **split_key_values(opts, "--binarization-opt",
+                                                              "n_inner=199")},
+            "n": given("n_examples") or p.get("n_examples", ctx.params["n_examples"]),
+            "mi_n": given("mi_n") or mi.get("n_samples"),
+            "mi_lambda": given("mi_lambda") or mi.get("lam")}
 
 
 def _print_summary(rows, out: str) -> None:

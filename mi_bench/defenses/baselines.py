@@ -117,6 +117,13 @@ class TransformDefense(Defense):
                                       draws or cfg.draws, torch.Generator().manual_seed(seed),
                                       max_batch=max_batch)
 
+    def binary_inputs(self, x: torch.Tensor, labels: torch.Tensor, task, draws: int,
+                      generator: torch.Generator) -> torch.Tensor:
+        """``draws`` random transforms of every image, as the defense applies them."""
+        b = x.shape[0]
+        xs = x[:, None].expand(b, draws, *x.shape[1:]).reshape(b * draws, *x.shape[1:])
+        return self.apply(xs, self.config, generator).view(b, draws, *x.shape[1:])
+
     def label(self) -> str:
         extra = {k: v for k, v in asdict(self.config).items() if k != "draws"}
         return f"{self.name} ({', '.join(f'{k}={v}' for k, v in extra.items())})"

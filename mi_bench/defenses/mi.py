@@ -17,6 +17,7 @@ the partners is discrete), which is what an adaptive attack with EOT needs.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
@@ -104,6 +105,21 @@ class PartnerPool:
         if self.images.device != device:
             self.images = self.images.to(device)
         return self.images[idx.flatten().to(device)].float().div_(255.0)
+
+
+class TensorPool(PartnerPool):
+    """A pool of float images kept as they are (no 8-bit rounding): the binarization test's
+    training points, whose boundary points must stay exactly on the eps-ball's corners."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, num_classes: int):
+        super().__init__(SimpleNamespace(images=images.float(), labels=labels.long(),
+                                         num_classes=num_classes, source="binary task"))
+
+    def float_images(self, idx: torch.Tensor, device) -> torch.Tensor:
+        device = torch.device(device)
+        if self.images.device != device:
+            self.images = self.images.to(device)
+        return self.images[idx.flatten().to(device)]
 
 
 class MixupInference(nn.Module):
@@ -250,6 +266,32 @@ class MIDefense(Defense):
     def wrap(self, model: nn.Module, seed: int, draws: int | None = None,
              max_batch: int = 64) -> nn.Module:
         return MixupInference(model, self.pool, self._config(draws),
+                              torch.Generator().manual_seed(seed), max_batch=max_batch,
+                              output="log")
+
+    def binary_inputs(self, x: torch.Tensor, labels: torch.Tensor, task, draws: int,
+                      generator: torch.Generator) -> torch.Tensor:
+        """Mixtures of each image with partners from the binary task's points, drawn as MI
+        would for a correct prediction (PL: the image's own label, OL: the other one)."""
+        pool = TensorPool(task.images, task.labels, 2)
+        cfg = self._config(draws)
+        parts = [("pl", cfg.n_pl, cfg.lam_pl), ("ol", cfg.n_ol, cfg.lam_ol)] \
+            if cfg.mode == "combined" else [(cfg.mode, cfg.n_samples, cfg.lam)]
+        out = []
+        for mode, n, lam in parts:
+            y = labels.cpu()[:, None].expand(-1, n)
+            if mode == "ol":
+                y = 1 - y
+            idx = pool.sample(y, generator)
+            partners = pool.float_images(idx, x.device).view(x.shape[0], n, *x.shape[1:])
+            out.append(lam * x[:, None] + (1 - lam) * partners)
+        return torch.cat(out, dim=1)
+
+    def binarized(self, model: nn.Module, task, seed: int, draws: int | None = None,
+                  max_batch: int = 64) -> nn.Module:
+        """MI around the binarized classifier with the binary task's own training points as its
+        partner pool, as the official MI case study of the binarization test."""
+        return MixupInference(model, TensorPool(task.images, task.labels, 2), self._config(draws),
                               torch.Generator().manual_seed(seed), max_batch=max_batch,
                               output="log")
 

@@ -16,6 +16,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+import torch
 from torch import nn
 
 from mi_bench.errors import UserError
@@ -59,6 +60,22 @@ class Defense:
 
     def label(self) -> str:
         return self.name
+
+    # -- the binarization test (Zimmermann et al. 2022): how this defense's binarized form is
+    # built. ``task`` is the test's binary task around one image (``images``, ``labels``).
+    def binary_inputs(self, x: torch.Tensor, labels: torch.Tensor, task: Any, draws: int,
+                      generator: torch.Generator) -> torch.Tensor:
+        """What the base model sees of each image in ``draws`` draws of this defense, shape
+        (B, draws, C, H, W); ``labels`` are the images' binary labels. The readout is fitted on
+        the mean features over these draws. Every defense must state it: a default could only
+        guess what the defense does to its input."""
+        raise UserError(f"defense {self.name!r} states no binarized form (binary_inputs)")
+
+    def binarized(self, model: nn.Module, task: Any, seed: int, draws: int | None = None,
+                  max_batch: int = 64) -> nn.Module:
+        """This defense around the binarized classifier ``model`` (features + readout). The
+        default keeps the defense as it is, in front of the new model (transforms, none)."""
+        return self.wrap(model, seed, draws, max_batch)
 
 
 def register(*names: str, aliases: tuple[str, ...] = ()) -> Callable:
@@ -181,3 +198,8 @@ class NoDefense(Defense):
     def wrap(self, model: nn.Module, seed: int, draws: int | None = None,
              max_batch: int = 64) -> nn.Module:
         return model
+
+    def binary_inputs(self, x: torch.Tensor, labels: torch.Tensor, task: Any, draws: int,
+                      generator: torch.Generator) -> torch.Tensor:
+        """The base model sees the image itself."""
+        return x[:, None]

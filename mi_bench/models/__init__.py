@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import nn
@@ -52,6 +53,62 @@ class Normalized(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net((x - self.mean) / self.std)
+
+    @property
+    def head(self) -> nn.Linear:
+        """The last linear layer: what the binarization test replaces with its readout."""
+        return last_linear(self.net)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate features (the head's input) of images in [0, 1]."""
+        z = (x - self.mean) / self.std
+        own = getattr(self.net, "features", None)
+        return own(z) if callable(own) else head_input(self.net, z)
+
+
+def last_linear(model: nn.Module) -> nn.Linear:
+    """The last ``nn.Linear`` registered in ``model``: the classifier head of every zoo and
+    RobustBench CIFAR model (checked against the full forward by :func:`feature_split`)."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise UserError(f"{type(model).__name__} has no linear layer to split features from")
+    return linears[-1]
+
+
+def head_input(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The input of ``model``'s last linear layer on ``x`` (one full forward, differentiable)."""
+    seen: list[torch.Tensor] = []
+    handle = last_linear(model).register_forward_pre_hook(lambda _m, a: seen.append(a[0]))
+    try:
+        model(x)
+    finally:
+        handle.remove()
+    if len(seen) != 1:
+        raise UserError(f"{type(model).__name__}: its last linear layer ran {len(seen)} times "
+                        "in one forward; no features/head split")
+    return seen[0].flatten(1)
+
+
+def feature_split(model: nn.Module, probe: torch.Tensor | None = None
+                  ) -> tuple[Callable[[torch.Tensor], torch.Tensor], nn.Linear]:
+    """(features, head) of any classifier, so that ``head(features(x)) == model(x)``.
+
+    Models with their own ``features``/``head`` (``Normalized``) use them; any other module
+    (a RobustBench model) is split at the input of its last linear layer. With ``probe`` the
+    split is checked against the full forward, so a head that is not applied last fails here.
+    """
+    if isinstance(model, Normalized):
+        features, head = model.features, model.head
+    else:
+        head = last_linear(model)
+        features = partial(head_input, model)
+    if probe is not None:
+        with torch.no_grad():
+            full, split = model(probe), head(features(probe))
+        if full.shape != split.shape or not torch.allclose(full, split, rtol=1e-4, atol=1e-4):
+            raise UserError(f"{type(model).__name__}: head(features(x)) differs from the model's "
+                            "output; its last linear layer is not its classifier head")
+    return features, head
 
 
 def list_models() -> list[str]:

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mi_bench.errors import UserError
+from mi_bench.intervals import interval
 from mi_bench.report.columns import suite_column
-from mi_bench.report.intervals import interval
 from mi_bench.results import ResultStore
 
 SHORT = {"attack.eot_iter": "EOT", "attack_draws": "K", "attack.steps": "steps",

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mi_bench.intervals import bootstrap
 from mi_bench.report.columns import suite_column
-from mi_bench.report.intervals import bootstrap
 from mi_bench.report.rows import Row
 
 

@@ -20,9 +20,9 @@ import numpy as np
 from mi_bench.attacks.registry import find_suite, get_suite, suite_names
 from mi_bench.defenses import defense_family, defense_randomized
 from mi_bench.errors import UserError
+from mi_bench.intervals import interval
 from mi_bench.report.cells import Cell, Variant, make_cell
 from mi_bench.report.columns import suite_column, suite_order
-from mi_bench.report.intervals import interval
 from mi_bench.results import PROTOCOL, ResultStore
 
 HEADLINE_EPS = {"Linf": 8 / 255, "L2": 0.5}
