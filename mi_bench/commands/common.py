@@ -111,8 +111,10 @@ def defense_options(fn):
     from mi_bench.defenses import defense_aliases, defense_names
 
     opts = [
-        click.option("--defense", type=click.Choice(defense_names() + defense_aliases()),
-                     default="mi-ol", show_default=True, help="a registered defense"),
+        click.option("--defense", type=defense_type(defense_names() + defense_aliases()),
+                     default="mi-ol", show_default=True,
+                     help="a registered defense, or a plug-in: package.module:Name, "
+                          "path/to/file.py:Name, a mi_bench.defenses entry point"),
         click.option("--defense-opt", multiple=True,
                      help="defense setting key=value, e.g. sigma=0.05 or draws=1 (repeatable)"),
         click.option("--mi-n", "mi_n", type=int, default=None,
@@ -129,6 +131,23 @@ def defense_options(fn):
     for opt in reversed(opts):
         fn = opt(fn)
     return fn
+
+
+def defense_type(names: list[str]):
+    """click.Choice over the registered names that also lets plug-in references through (they
+    are imported and checked when the defense is built, with one error line)."""
+    import click
+
+    from mi_bench.defenses.plugins import entry_points
+    from mi_bench.plugins import is_reference
+
+    class DefenseChoice(click.Choice):
+        def convert(self, value, param, ctx):
+            if isinstance(value, str) and (is_reference(value) or value in entry_points()):
+                return value
+            return super().convert(value, param, ctx)
+
+    return DefenseChoice(names)
 
 
 MI_FLAGS = {"n_samples": "--mi-n", "lam": "--mi-lambda", "pool_split": "--mi-pool",

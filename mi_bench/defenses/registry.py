@@ -85,7 +85,14 @@ def defense_aliases() -> list[str]:
 def canonical_name(name: str) -> str:
     name = _ALIASES.get(name, name)
     if name not in _REGISTRY:
-        raise UserError(f"unknown defense {name!r}; expected one of {', '.join(_REGISTRY)}")
+        from mi_bench.defenses.plugins import plugin_reference  # user code
+
+        ref = plugin_reference(name)
+        if ref is not None:
+            return ref
+        raise UserError(f"unknown defense {name!r}; expected one of {', '.join(_REGISTRY)}, "
+                        "package.module:Name, path/to/file.py:Name or a mi_bench.defenses "
+                        "entry point")
     return name
 
 
@@ -93,6 +100,10 @@ def get_defense(name: str, card: dict | None = None, options: dict | None = None
                 data_dir: str | None = None) -> Defense:
     """Configure defense ``name`` for the model described by ``card``; options are validated."""
     name = canonical_name(name)
+    if name not in _REGISTRY:  # a plug-in, named by its import path
+        from mi_bench.defenses.plugins import build_plugin
+
+        return build_plugin(name, card or {}, dict(options or {}), data_dir)
     return _REGISTRY[name](name, card or {}, dict(options or {}), data_dir)
 
 
