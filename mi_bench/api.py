@@ -95,8 +95,9 @@ def _eps_text(eps: Any, threat_model: str) -> str:
         if isinstance(e, str):
             out.append(e)
         elif isinstance(e, (int, float)):
-            k = round(e * 255)
-            out.append(f"{k}/255" if k and float(k) / 255 == e else repr(float(e)))
+            k = round(e * 255)  # 8/255 reads as the command line writes it
+            out.append(f"{k}/255" if 0 < k < 255 and k / 255 == e else f"{float(e)!r}".rstrip(
+                "0").rstrip("."))
         else:
             raise UserError(f"bad eps {e!r}; expected a number or a fraction like 8/255")
     return ",".join(out)
