@@ -45,7 +45,7 @@ from mi_bench.rows import (
     read_records,
 )
 
-FORMATS = ("md", "csv")
+FORMATS = ("md", "csv", "html")
 
 
 # -- baseline ----------------------------------------------------------------------------------
@@ -386,7 +386,7 @@ class Written:
     notes: list[str]
 
 
-def write_report(rep: Report, out: str | Path, formats: list[str] | tuple[str, ...] = FORMATS,
+def write_report(rep: Report, out: str | Path, formats: list[str] | tuple[str, ...] = ("md", "csv"),
                  plots: bool = True, model_info: bool = True) -> Written:
     """Write plots, model_info entries and tables into ``out``, each file atomically.
 
@@ -407,7 +407,12 @@ def write_report(rep: Report, out: str | Path, formats: list[str] | tuple[str, .
         notes += skipped
     listed = [f"`{p.relative_to(out)}`" for p in files]
     for fmt in formats:
-        if fmt == "md":
+        if fmt == "html":  # one self-contained page: tables with interval bars, plots inline
+            from mi_bench.report_html import render_html
+
+            paths = [out / "report.html"]
+            atomic_write_text(paths[0], render_html(rep, files, notes))
+        elif fmt == "md":
             paths = [out / "report.md", out / "eps_sweep.md"]
             atomic_write_text(paths[1], render_sweep_markdown(rep))
             atomic_write_text(paths[0], render_markdown(rep, notes, listed))
