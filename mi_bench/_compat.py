@@ -31,7 +31,13 @@ def alias_autoattack() -> None:
 def import_robustbench() -> ModuleType:
     """``robustbench`` with the alias in place."""
     alias_autoattack()
-    import robustbench
-    import robustbench.utils
+    import warnings
+
+    # robustbench's import warns about torch.jit and pkg_resources deprecations: library noise
+    # that would bury mi-bench's own one-line messages
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import robustbench
+        import robustbench.utils
 
     return robustbench

@@ -11,8 +11,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "mi_bench"
 # the stages in order; a module may import its own stage and those before it
 STAGES = {
-    "foundations": ("errors", "files", "options", "intervals", "device", "distributed", "_compat",
-                    "results",
+    "foundations": ("errors", "files", "options", "intervals", "plugins", "device", "distributed",
+                    "_compat", "results",
                     "__init__"),
     "data": ("data", "evaluate"),
     "models": ("models",),
@@ -21,7 +21,7 @@ STAGES = {
     "training": ("train",),
     "report": ("report",),
     "sweep": ("sweep",),
-    "commands": ("commands", "cli", "__main__"),
+    "commands": ("commands", "cli", "api", "__main__"),
 }
 MAX_LINES = 420
 

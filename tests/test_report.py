@@ -257,8 +257,9 @@ def test_bad_options_are_user_errors() -> None:
     with pytest.raises(UserError):
         parse_baseline("cifar10:Linf")
     with pytest.raises(UserError):
-        parse_formats("md,html")
+        parse_formats("md,pdf")
     assert parse_formats("csv, md,csv") == ["csv", "md"]
+    assert parse_formats("md,html") == ["md", "html"]
 
 
 def test_plots_are_png_and_empty_plots_skipped(full_store: Path, board_root: Path,

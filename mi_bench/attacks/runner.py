@@ -31,6 +31,7 @@ from mi_bench.attacks.registry import SuiteRequest, get_suite
 from mi_bench.attacks.suites import DecisionView, PassCounter, Suite
 from mi_bench.data import load_split
 from mi_bench.defenses import get_defense
+from mi_bench.defenses.randomness import check_randomness
 from mi_bench.device import describe, precision_label
 from mi_bench.errors import UserError
 from mi_bench.evaluate import correct_matrix
@@ -54,16 +55,21 @@ class AttackRun:
     """Everything one ``mi-bench attack`` invocation needs, built once."""
 
     def __init__(self, cfg: AttackConfig, store: ResultStore, progress: bool = True,
-                 log=print, device: torch.device | str | None = None):
+                 log=print, device: torch.device | str | None = None,
+                 model: tuple[nn.Module, dict] | None = None, defense=None):
+        """``model`` (module, card) and ``defense`` (a built Defense) come from the Python API,
+        which builds them itself; otherwise ``cfg`` names them."""
         cfg.validate()
         self.cfg, self.store, self.progress, self.log = cfg, store, progress, log
         self.device = torch.device(device or "cpu")  # not in the identity: CPU and GPU share
-        model, self.card = load_classifier(cfg.checkpoint, cfg.arch, cfg.arch_kwargs)
+        model, self.card = model or load_classifier(cfg.checkpoint, cfg.arch, cfg.arch_kwargs)
         model.to(self.device)
         for p in model.parameters():
             p.requires_grad_(False)  # attacks need input gradients only
         self.base = PassCounter(model)
-        self.defense = get_defense(cfg.defense, self.card, cfg.defense_opts, cfg.data_dir)
+        self.defense = defense or get_defense(cfg.defense, self.card, cfg.defense_opts,
+                                              cfg.data_dir)
+        self.randomness_checked = False
         self.test = load_split(self.card.get("dataset", "cifar10"), "test", cfg.data_dir
                                ).head(cfg.n_examples)
         # the images' content, not their path, identifies a result: a rerun elsewhere finds it
@@ -167,6 +173,11 @@ class AttackRun:
             if world.is_main:
                 self.log(f"seed {seed}: record {key} exists, skipped")
             return self.store.load(key)
+        if not self.randomness_checked:  # a wrong `randomized` is refused before any attack
+            m = min(4, len(self.test))
+            check_randomness(self.defense, self.base, self.test.float_images(0, m).to(
+                self.device), seed, self.cfg.max_batch)
+            self.randomness_checked = True
         flags = self.sanity_checks(seed) if world.is_main else {}  # only rank 0 writes them
         for name, value in flags.items():
             if name == "autoattack_randomness_check":

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from functools import partial
-
 import click
 
+from mi_bench.attacks.build import PRESETS
 from mi_bench.attacks.registry import (
     default_members,
     get_suite,
@@ -17,21 +16,13 @@ from mi_bench.commands.common import (
     checkpoint_options,
     defense_options,
     defense_settings,
-    parse_eps,
-    parse_eps_list,
     parse_key_values,
-    parse_seeds,
     registry_choice,
 )
 from mi_bench.commands.runtime import device_options, start
 from mi_bench.errors import UserError
 
 FULL_TEST_SET = 10_000
-# Published adaptive attacks as named settings of eot-pgd. tramer: Tramer, Carlini, Brendel and
-# Madry (2020) on MI, as W. Brendel ran it (robustness_workshop, 02_mixup/mixup_attack.ipynb):
-# PGD-50, step 0.5/255, MI-OL with 15 partners inside every forward, one gradient per step.
-PRESETS = {"tramer": {"steps": 50, "step_size": "0.5/255", "eot_iter": 1, "attack_draws": 15,
-                      "loss": "ce"}}
 
 
 @click.command()
@@ -103,45 +94,29 @@ def attack(ctx, checkpoint, arch, arch_opt, defense, defense_opt, mi_n, mi_lambd
     binarization = _binarization(ctx, suite, binarization_preset, binarization_opt, defense)
     if binarization is not None:
         n_examples, mi_n, mi_lambda = (binarization.pop(k) for k in ("n", "mi_n", "mi_lambda"))
-    if attack_preset is not None:
-        if (inner_attack if suite == "binarization" else suite) != "eot-pgd":
-            raise UserError(f"--attack-preset {attack_preset} is an eot-pgd setting; add "
-                            "--suite eot-pgd")
-        preset = PRESETS[attack_preset]
-        fixed = [f"--{k.replace('_', '-')}" for k in preset
-                 if ctx.get_parameter_source(k) != click.core.ParameterSource.DEFAULT]
-        if fixed:
-            raise UserError(f"--attack-preset {attack_preset} sets {', '.join(fixed)}; drop them")
-        steps, step_size, eot_iter, attack_draws, loss = (
-            preset["steps"], preset["step_size"], preset["eot_iter"], preset["attack_draws"],
-            preset["loss"])
-    from mi_bench.attacks.runner import AttackConfig, AttackRun
-    from mi_bench.models.zoo import load_classifier
+    from mi_bench.attacks.build import apply_preset, build_configs, check_surrogates
+    from mi_bench.attacks.runner import AttackRun
     from mi_bench.report.summary import RunItem
     from mi_bench.results import ResultStore, check_output_dir
 
+    given = {k for k in ("steps", "step_size", "eot_iter", "attack_draws", "loss")
+             if ctx.get_parameter_source(k) != click.core.ParameterSource.DEFAULT}
+    # a suite that tests another (binarization) takes the preset of the suite it runs
+    tuned = apply_preset(attack_preset, inner_attack if get_suite(suite).run_seed else suite,
+                         given, {
+        "steps": steps, "step_size": step_size, "eot_iter": eot_iter,
+        "attack_draws": attack_draws, "loss": loss})
     # every option is checked before any work: a bad sweep entry must not leave half a sweep
     opts = defense_settings(defense, defense_opt, mi_n, mi_lambda, mi_pool, mi_threshold)
-    surrogates = [s.strip() for s in surrogate.split(",")] if surrogate else [None]
-    if any(s == "" for s in surrogates):
-        raise UserError(f"bad --surrogate {surrogate!r}; expected comma-separated checkpoints")
-    make = partial(
-        AttackConfig, checkpoint=checkpoint, arch=arch, arch_kwargs=parse_key_values(arch_opt, "--arch-opt"),
-        defense=defense, suite=suite, norm=norm, n_examples=n_examples,
-        seeds=parse_seeds(seeds), eval_repeats=eval_repeats, batch_size=batch_size,
-        data_dir=data_dir, defense_opts=opts, attack_draws=attack_draws, max_batch=max_batch,
-        aa_version=aa_version, aa_attacks=aa_attacks.split(",") if aa_attacks else None,
-        steps=steps, step_size=parse_eps(step_size) if step_size else None, loss=loss,
-        restarts=restarts, eot_iter=eot_iter, targeted=targeted, variant=variant,
-        sanity=not no_sanity, inner_attack=inner_attack,
-        binarization=(binarization or {}).get("settings", {}))
-    configs = [make(eps=eps, eps_label=label, surrogate=sur)
-               for label, eps in parse_eps_list(eps_list) for sur in surrogates]
-    for cfg in configs:
-        cfg.validate()
-    for sur in surrogates:  # a bad surrogate fails now, not after the first eps was attacked
-        if sur is not None:
-            load_classifier(sur)
+    configs = build_configs(
+        checkpoint=checkpoint, arch=arch, arch_kwargs=parse_key_values(arch_opt, "--arch-opt"),
+        defense=defense, defense_opts=opts, suite=suite, eps_list=eps_list, norm=norm,
+        n_examples=n_examples, seeds=seeds, surrogate=surrogate, aa_attacks=aa_attacks,
+        eval_repeats=eval_repeats, batch_size=batch_size, data_dir=data_dir,
+        max_batch=max_batch, aa_version=aa_version, restarts=restarts, targeted=targeted,
+        variant=variant, sanity=not no_sanity, inner_attack=inner_attack,
+        binarization=(binarization or {}).get("settings", {}), **tuned)
+    check_surrogates(configs)
     device, world = start(device_spec, tf32)
     store = ResultStore(out)
     store.check()  # damaged records fail now, not after the attack

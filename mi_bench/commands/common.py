@@ -20,14 +20,20 @@ def command_line() -> str:
     return shlex.join(["mi-bench", *sys.argv[1:]])
 
 
-def registry_choice(names):
+def registry_choice(names, also=None):
     """A click choice that reads a registry when it checks a value, so that a unit registered
-    after the CLI was imported (a plug-in, a test's module) is accepted."""
+    after the CLI was imported (a plug-in, a test's module) is accepted; ``also(value)`` lets
+    other values through (plug-in references)."""
     import click
 
     class RegistryChoice(click.Choice):
         def __init__(self):
             super().__init__(())
+
+        def convert(self, value, param, ctx):
+            if also is not None and isinstance(value, str) and also(value):
+                return value
+            return super().convert(value, param, ctx)
 
         @property
         def choices(self):
@@ -69,11 +75,11 @@ def defense_options(fn):
     """The options that choose and configure the inference-time defense (``eval``, ``attack``)."""
     import click
 
-    from mi_bench.defenses import defense_aliases, defense_names
 
     opts = [
-        click.option("--defense", type=registry_choice(lambda: defense_names() + defense_aliases()),
-                     default="mi-ol", show_default=True, help="a registered defense"),
+        click.option("--defense", type=defense_type(), default="mi-ol", show_default=True,
+                     help="a registered defense, or a plug-in: package.module:Name, "
+                          "path/to/file.py:Name, a mi_bench.defenses entry point"),
         click.option("--defense-opt", multiple=True,
                      help="defense setting key=value, e.g. sigma=0.05 or draws=1 (repeatable)"),
         click.option("--mi-n", "mi_n", type=int, default=None,
@@ -90,6 +96,18 @@ def defense_options(fn):
     for opt in reversed(opts):
         fn = opt(fn)
     return fn
+
+
+def defense_type():
+    """The registered defenses (read when a value is checked), and plug-in references and
+    entry-point names let through: they are imported and checked when the defense is built,
+    with one error line."""
+    from mi_bench.defenses import defense_aliases, defense_names
+    from mi_bench.defenses.plugins import entry_points
+    from mi_bench.plugins import is_reference
+
+    return registry_choice(lambda: defense_names() + defense_aliases(),
+                           also=lambda v: is_reference(v) or v in entry_points())
 
 
 MI_FLAGS = {"n_samples": "--mi-n", "lam": "--mi-lambda", "pool_split": "--mi-pool",

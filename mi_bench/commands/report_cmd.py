@@ -35,7 +35,7 @@ def leaderboard(dataset: str, threat: str, top: int | None, text: str | None,
 @click.option("--baseline", default="robustbench:cifar10:Linf", show_default=True,
               help="robustbench:DATASET:THREAT to rank against")
 @click.option("--format", "formats", default="md,csv", show_default=True,
-              help="comma-separated: md, csv")
+              help="comma-separated: md, csv, html (one self-contained page)")
 @click.option("--out", default="report", show_default=True, help="output folder")
 @click.option("--plots/--no-plots", default=True, show_default=True,
               help="write PNG plots under OUT/plots")

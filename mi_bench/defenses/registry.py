@@ -129,10 +129,27 @@ def defense_aliases() -> list[str]:
     return sorted(_ALIASES)
 
 
+# the plug-in loader (``plugins.py`` installs itself here, so the registry imports no loader)
+_PLUGIN_LOADER: dict[str, Callable] = {}
+
+
+def set_plugin_loader(reference: Callable[[str], str | None], build: Callable[..., Defense]
+                      ) -> None:
+    """``reference(name)``: the import path a plug-in name stands for (None: not a plug-in);
+    ``build(path, card, options, data_dir)``: the configured plug-in defense."""
+    _PLUGIN_LOADER.update(reference=reference, build=build)
+
+
 def canonical_name(name: str) -> str:
     name = _ALIASES.get(name, name)
     if name not in _REGISTRY:
-        raise UserError(f"unknown defense {name!r}; expected one of {', '.join(_REGISTRY)}")
+        reference = _PLUGIN_LOADER.get("reference")
+        ref = reference(name) if reference is not None else None  # user code
+        if ref is not None:
+            return ref
+        raise UserError(f"unknown defense {name!r}; expected one of {', '.join(_REGISTRY)}, "
+                        "package.module:Name, path/to/file.py:Name or a mi_bench.defenses "
+                        "entry point")
     return name
 
 
@@ -140,6 +157,8 @@ def get_defense(name: str, card: dict | None = None, options: dict | None = None
                 data_dir: str | None = None) -> Defense:
     """Configure defense ``name`` for the model described by ``card``; options are validated."""
     name = canonical_name(name)
+    if name not in _REGISTRY:  # a plug-in, named by its import path
+        return _PLUGIN_LOADER["build"](name, card or {}, dict(options or {}), data_dir)
     return _REGISTRY[name](name, card or {}, dict(options or {}), data_dir)
 
 

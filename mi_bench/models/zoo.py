@@ -22,6 +22,7 @@ from torch import nn
 from mi_bench.errors import UserError
 from mi_bench.models import NO_NORM
 from mi_bench.models.checkpoint import load_checkpoint, safe_torch_load
+from mi_bench.plugins import is_reference
 
 ALIASES = {
     "mixup": "prn18w16-mixup-s0",
@@ -79,7 +80,7 @@ def _robustbench(spec: str) -> tuple[nn.Module, dict]:
         ds, tm = BenchmarkDataset(dataset), ThreatModel(threat)
         entry = model_dicts[ds][tm][name]
     except (ValueError, KeyError):
-        raise UserError(f"{spec}: no RobustBench model {name!r} for {dataset} {threat}") from None
+        raise UserError(_no_such_model(spec, name, dataset, threat, model_dicts)) from None
     if isinstance(entry["gdrive_id"], list):
         raise UserError(f"{spec}: ensemble entries are not supported")
     path = Path(os.environ.get("MI_BENCH_MODEL_DIR", "models")) / ds.value / tm.value / f"{name}.pt"
@@ -94,6 +95,24 @@ def _robustbench(spec: str) -> tuple[nn.Module, dict]:
             "num_classes": 100 if ds.value == "cifar100" else 10, "method": f"RobustBench {tm.value}",
             "sha256": file_sha256(path)}
     return model, card
+
+
+def _no_such_model(spec: str, name: str, dataset: str, threat: str, model_dicts) -> str:
+    """One line: what is unknown, the closest known entries, and where to list them all."""
+    import difflib
+
+    zoo = {(d.value, t.value): list(m) for d, by_threat in model_dicts.items()
+           for t, m in by_threat.items()}
+    if (dataset, threat) not in zoo:
+        known = ", ".join(f"{d}:{t}" for d, t in sorted(zoo))
+        return f"{spec}: no RobustBench zoo for {dataset} {threat}; known: {known}"
+    names = zoo[(dataset, threat)]
+    by_lower = {n.lower(): n for n in names}
+    close = [by_lower[c] for c in difflib.get_close_matches(name.lower(), list(by_lower), n=3,
+                                                            cutoff=0.0)]
+    hint = f"; closest: {', '.join(close)}" if close else ""
+    return (f"{spec}: no RobustBench model {name!r} for {dataset} {threat}{hint} (all of them: "
+            f"mi-bench leaderboard --dataset {dataset} --threat {threat})")
 
 
 def load_classifier(spec: str | None = None, arch: str | None = None,
@@ -113,6 +132,10 @@ def load_classifier(spec: str | None = None, arch: str | None = None,
     if spec.startswith("robustbench:"):
         return _robustbench(spec)
     path = Path(spec)
+    if not path.is_file() and is_reference(spec):  # a model the user's own function builds
+        from mi_bench.models.plugins import load_factory
+
+        return load_factory(spec)
     if not path.is_file():
         shipped = shipped_checkpoints()
         name = ALIASES.get(spec, spec)

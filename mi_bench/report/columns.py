@@ -276,3 +276,17 @@ CELLS_LEGEND = (
     "difference. The std is the sample std (ddof=1) of the per-seed accuracies, shown only with "
     "two or more seeds; the worst case counts an example as robust only if it is classified "
     "correctly, clean and attacked, in every evaluation draw of every seed.")
+
+RANDOMIZED_NOTE = ("Not leaderboard entries: each rank is where the number would fall among the "
+                   "deterministic entries above, with the range its 95% interval over images "
+                   "spans.")
+def ranked_legend() -> str:
+    """The legend of the ranked table, from its columns' legend lines (read when rendered, so a
+    registered suite or column is in it)."""
+    return " ".join([CELLS_LEGEND, legend(("suites", "worst", "seeds", "N", "rank")),
+                     "`—` in a number cell: not measured (never filled in)."])
+
+
+def sweep_legend() -> str:
+    return " ".join([CELLS_LEGEND, legend(("suites", "worst", "seeds", "N")),
+                     "`—`: not measured."])

@@ -32,16 +32,17 @@ from mi_bench.errors import UserError
 from mi_bench.report.columns import (
     ABSENT,
     BLANK,
-    CELLS_LEGEND,
     MISSING,
+    RANDOMIZED_NOTE,
     Acc,
     Empty,
     Published,
     csv_frame,
     fmt_number,
-    legend,
     markdown_frame,
+    ranked_legend,
     suite_column,
+    sweep_legend,
 )
 from mi_bench.report.gains import GAINS_NOTE, paired_gains
 from mi_bench.report.leaderboard import DEFAULT_ROOT, SNAPSHOT_FILE, load_leaderboard, rank_of
@@ -56,7 +57,7 @@ from mi_bench.report.rows import (
 )
 from mi_bench.results import atomic_write_text, check_output_dir
 
-FORMATS = ("md", "csv")
+FORMATS = ("md", "csv", "html")
 
 
 # -- baseline ----------------------------------------------------------------------------------
@@ -281,21 +282,6 @@ def build_report(results: str | Path, baseline: str = "robustbench:cifar10:Linf"
                   snapshot_date=_snapshot_date(root), board_size=len(board))
 
 
-RANDOMIZED_NOTE = ("Not leaderboard entries: each rank is where the number would fall among the "
-                   "deterministic entries above, with the range its 95% interval over images "
-                   "spans.")
-def ranked_legend() -> str:
-    """The legend of the ranked table, from its columns' legend lines (read when rendered, so a
-    registered suite or column is in it)."""
-    return " ".join([CELLS_LEGEND, legend(("suites", "worst", "seeds", "N", "rank")),
-                     "`—` in a number cell: not measured (never filled in)."])
-
-
-def sweep_legend() -> str:
-    return " ".join([CELLS_LEGEND, legend(("suites", "worst", "seeds", "N")),
-                     "`—`: not measured."])
-
-
 def _table(md: pd.DataFrame) -> str:
     return md.to_markdown(index=False, disable_numparse=True) if len(md) else "(no rows)"
 
@@ -366,7 +352,7 @@ class Written:
     notes: list[str]
 
 
-def write_report(rep: Report, out: str | Path, formats: list[str] | tuple[str, ...] = FORMATS,
+def write_report(rep: Report, out: str | Path, formats: list[str] | tuple[str, ...] = ("md", "csv"),
                  plots: bool = True, model_info: bool = True) -> Written:
     """Write plots, model_info entries and tables into ``out``, each file atomically.
 
@@ -387,7 +373,12 @@ def write_report(rep: Report, out: str | Path, formats: list[str] | tuple[str, .
         notes += skipped
     listed = [f"`{p.relative_to(out)}`" for p in files]
     for fmt in formats:
-        if fmt == "md":
+        if fmt == "html":  # one self-contained page: tables with interval bars, plots inline
+            from mi_bench.report.html import render_html
+
+            paths = [out / "report.html"]
+            atomic_write_text(paths[0], render_html(rep, files, notes))
+        elif fmt == "md":
             paths = [out / "report.md", out / "eps_sweep.md"]
             atomic_write_text(paths[1], render_sweep_markdown(rep))
             atomic_write_text(paths[0], render_markdown(rep, notes, listed))

@@ -112,7 +112,7 @@ def write_reports(spec: Spec, jobs: list[Job], say: Callable[[str], None]) -> li
         except UserError as exc:
             say(f"report for {store.path} not written: {exc}")
             continue
-        written = write_report(rep, store.report, ("md", "csv"), plots=spec.plots)
+        written = write_report(rep, store.report, ("md", "csv", "html"), plots=spec.plots)
         files += [str(p) for p in written.files]
         say(f"report: {store.report} ({rep.n_records} records in {store.path})")
     return files

@@ -93,6 +93,22 @@ def _choice(options) -> Callable[[Any], Any]:
     return check
 
 
+def _defense(v):
+    """A registered defense, or a plug-in reference (imported and checked now)."""
+    if v in _defenses():
+        return v
+    from mi_bench.defenses.plugins import plugin_reference
+
+    try:
+        ref = plugin_reference(v) if isinstance(v, str) else None
+    except UserError as exc:  # an import or protocol failure: the spec's key names it
+        raise BadValue(str(exc)) from None
+    if ref is None:
+        raise BadValue(f"expected one of {list(_defenses())}, package.module:Name, "
+                       "path/to/file.py:Name or a mi_bench.defenses entry point")
+    return v
+
+
 def _text(v):
     if not isinstance(v, str) or not v.strip():
         raise BadValue("expected a non-empty string")
@@ -148,7 +164,7 @@ def _defense_opt(v):
 
 # axis -> check of one value
 AXIS_CHECKS: dict[str, Callable[[Any], Any]] = {
-    "checkpoints": _text, "defenses": _choice(_defenses), "suites": _choice(suite_names),
+    "checkpoints": _text, "defenses": _defense, "suites": _choice(suite_names),
     "surrogates": _text, "eps": _eps, "n": _int(1), "seeds": _int(0),
 }
 # setting -> check of one value (a list of values is one more axis)
