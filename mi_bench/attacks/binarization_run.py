@@ -185,9 +185,10 @@ def make_record(run, ident: dict, key: str, s: BinarizationSettings, rows: list[
         "forwards": int(cols["forwards"].sum()), "backwards": int(cols["backwards"].sum()),
         "seconds": float(cols["seconds"].sum()), "passes_per_sample": passes / n,
         "seconds_per_sample": float(cols["seconds"].sum()) / n,
-        "verdict_source": "Zimmermann et al. 2022, Alg. 1 (from the paper's description, not its code): "
-                          f"an attack below ASR {s.threshold} fails; one-sided binomial test of "
-                          f"the failure count at alpha {s.alpha}",
+        "verdict_source": "Zimmermann et al. 2022 read an ASR well below 1 as a failed test "
+                          "(their reference code reports the ASR with no threshold); this "
+                          f"harness's rule: below ASR {s.threshold} fails, with a one-sided "
+                          f"binomial test of the failure count at alpha {s.alpha}",
         "model_card": {k: run.card.get(k) for k in ("arch", "method", "seed", "clean_acc",
                                                      "dataset")},
         "defense_label": run.defense.label(), "defense_randomized": run.defense.randomized,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from mi_bench.attacks.build import PRESETS
+from mi_bench.attacks.pgd import LOSSES, NORMS
 from mi_bench.attacks.registry import (
     default_members,
     get_suite,
@@ -12,6 +13,7 @@ from mi_bench.attacks.registry import (
     member_names,
     suite_names,
 )
+from mi_bench.attacks.suites import AA_VERSIONS
 from mi_bench.commands.common import (
     checkpoint_options,
     defense_options,
@@ -41,7 +43,7 @@ FULL_TEST_SET = 10_000
                    "feature_draws, c, threshold, alpha (repeatable; over the preset)")
 @click.option("--eps", "eps_list", default="8/255", show_default=True,
               help="radius, or a comma-separated sweep such as 1/255,2/255,4/255,8/255")
-@click.option("--norm", type=click.Choice(["Linf", "L2"]), default="Linf", show_default=True)
+@click.option("--norm", type=click.Choice(NORMS), default="Linf", show_default=True)
 @click.option("--n-examples", type=click.IntRange(min=1), default=8, show_default=True,
               help="first n test images")
 @click.option("--seeds", default="0", show_default=True, help="comma-separated, e.g. 0,1,2")
@@ -51,8 +53,7 @@ FULL_TEST_SET = 10_000
               type=click.IntRange(min=1), default=3, show_default=True,
               help="draws K of a randomized defense inside each attack forward (MI: partners; "
                    "evaluation keeps N)")
-@click.option("--aa-version", type=click.Choice(["standard", "rand", "plus", "custom",
-                                                 "ensemble"]), default=None,
+@click.option("--aa-version", type=click.Choice(AA_VERSIONS), default=None,
               help="[standard on deterministic models; ensemble on randomized ones: every point "
                    "attacked by every member on many draws; rand: as published]")
 @click.option("--aa-attacks", default=None,
@@ -62,7 +63,7 @@ FULL_TEST_SET = 10_000
               help="steps [" + ", ".join(f"{e} {get_suite(e).default_steps}" for e in suite_names())
               + "]; APGD's iterations in the ensemble")
 @click.option("--step-size", default=None, help="PGD step [eot-pgd 2.5 eps/steps; pgd/transfer eps/4, the paper's 2/255 at 8/255]")
-@click.option("--loss", type=click.Choice(["ce", "dlr", "margin"]), default="ce",
+@click.option("--loss", type=click.Choice(LOSSES), default="ce",
               show_default=True, help="PGD loss; margin: best other minus true output")
 @click.option("--restarts", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--eot-iter", type=click.IntRange(min=1), default=None,
