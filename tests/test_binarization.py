@@ -6,11 +6,11 @@ Tiny untrained CNNs on the embedded CIFAR-10 sample keep every test to seconds o
 from __future__ import annotations
 
 import math
-import sys
 
 import numpy as np
 import pytest
 import torch
+from test_cli import cli
 from torch import nn
 
 from mi_bench.attacks.binarization import (
@@ -20,7 +20,6 @@ from mi_bench.attacks.binarization import (
     verdict,
 )
 from mi_bench.attacks.runner import AttackConfig, AttackRun
-from mi_bench.cli import main
 from mi_bench.defenses import get_defense, registry
 from mi_bench.models import create_model, feature_split
 from mi_bench.models.checkpoint import save_checkpoint
@@ -82,17 +81,6 @@ def quantize():
     registry.register("test-quantize")(QuantizeDefense)
     yield "test-quantize"
     registry._REGISTRY.pop("test-quantize")
-
-
-def cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["mi-bench", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def run_test(tmp_path, ckpt, defense="none", inner="pgd", n=6, binarization=None, seed=0,
