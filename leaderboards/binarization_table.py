@@ -31,6 +31,10 @@ def main() -> None:
             row["inner attack"] = "eot-pgd (Tramèr preset)"
         elif r["inner_suite"] == "eot-pgd":
             row["inner attack"] = f"eot-pgd-{(r.get('attack') or {}).get('steps')}"
+        elif r["inner_suite"] == "autoattack":
+            a = r.get("attack") or {}
+            row["inner attack"] = (f"autoattack ({a.get('version')}, EOT {a.get('eot_iter')}, "
+                                   f"K {r.get('attack_draws')})")
         elif r["inner_suite"] == "pgd":
             row["inner attack"] = "pgd (oblivious)"
         c = (r.get("binarization") or {}).get("c", 1.0)

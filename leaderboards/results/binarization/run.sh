@@ -18,3 +18,6 @@ mi-bench attack --checkpoint prn18w16-iat-s0 --defense mi-ol --inner-attack eot-
 # leaves 3 of 201 training points on the wrong side); a weaker regularization, C = 100:
 mi-bench attack --checkpoint prn18w16-mixup-s0 --defense mi-ol --inner-attack eot-pgd --steps 20 \
     --binarization-opt c=100 "${common[@]}"
+# the AutoAttack ensemble as the inner attack, with the headline's settings (EOT 5, K = 1)
+mi-bench attack --checkpoint prn18w16-iat-s0 --defense mi-ol --inner-attack autoattack \
+    --eot-iter 5 --attack-draws 1 "${common[@]}"
