@@ -21,3 +21,6 @@ mi-bench attack --checkpoint prn18w16-mixup-s0 --defense mi-ol --inner-attack eo
 # the AutoAttack ensemble as the inner attack, with the headline's settings (EOT 5, K = 1)
 mi-bench attack --checkpoint prn18w16-iat-s0 --defense mi-ol --inner-attack autoattack \
     --eot-iter 5 --attack-draws 1 "${common[@]}"
+# the ensemble on IAT + MI-OL at the cpu preset's own sample count (100 images)
+mi-bench attack --checkpoint prn18w16-iat-s0 --defense mi-ol --inner-attack autoattack \
+    --eot-iter 5 --attack-draws 1 "${common[@]}" --n-examples 100  # the last --n-examples wins
