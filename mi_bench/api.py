@@ -26,7 +26,6 @@ from mi_bench.errors import UserError
 
 DATASETS = ("cifar10", "cifar100")
 HEADLINE_EPS = {"Linf": "8/255", "L2": "0.5"}  # RobustBench's eps when none is given
-SUITE_ORDER = ("pgd", "eot-pgd", "autoattack", "transfer")
 DEFAULT_SUITES = ("pgd", "eot-pgd", "autoattack")
 
 
@@ -67,7 +66,9 @@ class BenchmarkResult:
     def to_markdown(self) -> str:
         """Percent with intervals, as ``report.md`` writes them."""
         view = self.frame[["model", "defense", "eps", "n", "seeds"]].copy()
-        for col in ("clean", *[s for s in SUITE_ORDER if s in self.frame], "worst"):
+        from mi_bench.report.columns import suite_order
+
+        for col in ("clean", *[s for s in suite_order() if s in self.frame], "worst"):
             view[col] = [_pct(m, lo, hi) for m, lo, hi in zip(
                 self.frame[col], self.frame[f"{col}_low"], self.frame[f"{col}_high"])]
         view["passes"] = (self.frame["forwards"] + self.frame["backwards"]).map("{:,}".format)
@@ -238,6 +239,7 @@ def _run(cfg, store, progress, log, device, loaded, built):
 
 def _frame(store, records: list[dict]) -> pd.DataFrame:
     """One row per (defense settings, eps) from the records, with the report's intervals."""
+    from mi_bench.report.columns import suite_order
     from mi_bench.report.rows import collect_rows
 
     out = []
@@ -248,7 +250,7 @@ def _frame(store, records: list[dict]) -> pd.DataFrame:
              "norm": row.norm, "n": main.n, "seeds": len(main.seeds),
              "clean": main.clean_mean}
         d["clean_low"], d["clean_high"] = main.clean_ci
-        for suite in SUITE_ORDER:
+        for suite in suite_order():
             if suite in row.cells:
                 cell = row.cells[suite]
                 d[suite] = cell.mean

@@ -75,7 +75,6 @@ def inner_view(run, defense: Defense | None = None, base: nn.Module | None = Non
     if defense is not None:
         view.defense, view.base, view.counters = defense, base, [base]
         view.card = {**run.card, "num_classes": 2}  # the real classes; padding is never a target
-    view.stochastic_attack = view.defense.randomized and view.entry.adaptive
     return view
 
 

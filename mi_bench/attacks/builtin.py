@@ -9,10 +9,9 @@
 
 from __future__ import annotations
 
-from mi_bench.attacks.ensemble import EnsembleSuite, bad_members, ensemble_applies
-from mi_bench.attacks.registry import SuiteRequest, member_names, register_suite
+from mi_bench.attacks.ensemble import EnsembleSuite, ensemble_applies
+from mi_bench.attacks.registry import SuiteRequest, register_suite
 from mi_bench.attacks.suites import AutoAttackSuite, PGDSuite, Suite
-from mi_bench.errors import UserError
 
 
 @register_suite("autoattack", column="adaptive", csv="adaptive", target="defense",
@@ -22,10 +21,6 @@ from mi_bench.errors import UserError
 def autoattack(req: SuiteRequest) -> Suite:
     c = req.cfg
     if ensemble_applies(req.randomized, c.aa_version):
-        bad = bad_members(c.aa_attacks)
-        if bad:
-            raise UserError(f"{bad} are not ensemble members; expected {member_names()} (or "
-                            "--aa-version custom for pyautoattack's list)")
         return EnsembleSuite(req.defended, req.passes_per_call, c.norm, c.eps,
                              draws=req.draws or 1,
                              eot_iter=c.eot_iter or (20 if req.randomized else 1),

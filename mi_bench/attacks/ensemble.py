@@ -33,6 +33,7 @@ from torch import nn
 
 from mi_bench.attacks.registry import default_members, get_member, member_names
 from mi_bench.attacks.suites import Judge, Outcome, Suite
+from mi_bench.errors import UserError
 
 
 @dataclass
@@ -57,8 +58,10 @@ class EnsembleSuite(Suite):
 
     def __post_init__(self) -> None:
         self.members = tuple(self.members) or default_members()
-        for m in self.members:
-            get_member(m)  # an unknown member fails here, with the registered ones named
+        bad = [m for m in self.members if m not in member_names()]
+        if bad:  # one line naming every unknown member and the registered ones
+            raise UserError(f"{bad} are not ensemble members; expected {member_names()} "
+                            "(or --aa-version custom for pyautoattack's list)")
 
     def settings(self) -> dict:
         return {"version": "ensemble", "attacks": list(self.members), "n_iter": self.steps,
@@ -108,7 +111,3 @@ class EnsembleSuite(Suite):
 def ensemble_applies(randomized: bool, version: str | None) -> bool:
     """The ensemble is the default AutoAttack for randomized defenses (``rand`` stays on ask)."""
     return version == "ensemble" or (version is None and randomized)
-
-
-def bad_members(attacks: list[str] | None) -> list[str]:
-    return [a for a in attacks or [] if a not in member_names()]

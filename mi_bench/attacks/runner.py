@@ -78,8 +78,6 @@ class AttackRun:
         if self.defense.randomized and not self.entry.randomized:
             raise UserError(f"suite {cfg.suite} does not apply to randomized defenses such as "
                             f"{cfg.defense}")
-        # adaptive suites on a randomized defense differentiate a stochastic model (EOT)
-        self.stochastic_attack = self.defense.randomized and self.entry.adaptive
         self.surrogate = None
         if self.entry.target == "surrogate":
             s_model, self.surrogate_card = load_classifier(cfg.surrogate)
@@ -88,6 +86,11 @@ class AttackRun:
                 p.requires_grad_(False)
             self.surrogate = PassCounter(s_model)
         self.counters = [m for m in (self.base, self.surrogate) if m is not None]
+
+    @property
+    def stochastic_attack(self) -> bool:
+        """Adaptive suites on a randomized defense differentiate a stochastic model (EOT)."""
+        return self.defense.randomized and self.entry.adaptive
 
     # -- models ---------------------------------------------------------------------------
     def eval_model(self, seed: int) -> nn.Module:

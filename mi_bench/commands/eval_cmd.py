@@ -47,7 +47,7 @@ def evaluate(checkpoint, arch, arch_opt, defense, defense_opt, mi_n, mi_lambda, 
         test = test.head(n_examples)
     chosen = get_defense(defense, card, opts, data_dir)
     rows = [{"defense": "none", **clean_accuracy(model, test, 1, batch_size)}]
-    if chosen.name != "none":
+    if chosen.family != "none":
         defended = chosen.wrap(model, seed, None, max_batch)
         rows.append({"defense": chosen.name, "settings": chosen.settings(),
                      **clean_accuracy(defended, test, eval_repeats, batch_size, progress=True)})

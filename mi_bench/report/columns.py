@@ -152,6 +152,12 @@ def suite_column(suite: str) -> str:
     return entry.column if entry is not None else suite
 
 
+def suite_title(suite: str) -> str:
+    """A suite's name in prose ('AutoAttack'); the name itself for an unknown suite."""
+    entry = find_suite(suite)
+    return entry.title if entry is not None else suite
+
+
 def suite_order() -> list[str]:
     """The suites in the tables' column order."""
     return [e.name for e in suites_by_position()]

@@ -32,8 +32,7 @@ class Gain:
     @property
     def unmatched(self) -> tuple[str, ...]:
         """The columns the undefended row has and the defended one lacks."""
-        return tuple(suite_column(s) for s in sorted(set(self.base.cells) -
-                                                              set(self.row.cells)))
+        return tuple(suite_column(s) for s in sorted(set(self.base.cells) - set(self.row.cells)))
 
     # what the table's columns (``columns.py``) read
     @property
@@ -75,10 +74,10 @@ def paired_gains(rows: list[Row]) -> list[Gain]:
     """Every defended row against the undefended row of its model, eps and image set."""
     worst = {id(r): r.worst_scores for r in rows}  # one stack of the row's runs each
     bases = {(r.model, r.norm, r.eps_label, r.image_set): r for r in rows
-             if r.defense == "none" and worst[id(r)] is not None}
+             if r.undefended and worst[id(r)] is not None}
     gains = []
     for row in rows:
-        if row.defense == "none" or worst[id(row)] is None:
+        if row.undefended or worst[id(row)] is None:
             continue
         base = bases.get((row.model, row.norm, row.eps_label, row.image_set))
         if base is None:

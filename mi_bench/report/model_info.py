@@ -71,7 +71,7 @@ def model_info_entry(row: Row) -> dict | None:
     foot = [f"mi-bench evaluation of checkpoint {row.checkpoint} ({method} training, {arch}, "
             f"{row.card.get('epochs')} epochs, sha256 {(row.sha256 or 'unknown')[:12]})"
             + (f" with the inference-time defense {row.defense_label}, {row.forwards} "
-               "forward passes per prediction" if row.defense != "none"
+               "forward passes per prediction" if not row.undefended
                else " without an inference-time defense") + "."]
     foot.append(f"Accuracies are means over {len(cell.seeds)} seed(s) ({seeds_text(cell.seeds)}) on "
                 f"the first {cell.n} test images with {rec.get('eval_repeats')} evaluation "
@@ -99,7 +99,7 @@ def model_info_entry(row: Row) -> dict | None:
         "link": paper["link"], "name": paper["name"], "authors": paper["authors"],
         "additional_data": False, "number_forward_passes": row.forwards,
         "dataset": row.dataset, "venue": paper["venue"],
-        "architecture": f"{arch}" + (f" + {row.defense}" if row.defense != "none" else ""),
+        "architecture": f"{arch}" + (f" + {row.defense}" if not row.undefended else ""),
         "eps": row.eps_label, "clean_acc": f"{100 * cell.clean_mean:.2f}",
         "reported": "", "autoattack_acc": f"{100 * cell.mean:.2f}",
         "footnote": " ".join(foot), "unreliable": False,

@@ -22,7 +22,7 @@ from mi_bench.defenses import defense_family, defense_randomized
 from mi_bench.errors import UserError
 from mi_bench.intervals import interval
 from mi_bench.report.cells import Cell, Variant, make_cell
-from mi_bench.report.columns import suite_column, suite_order
+from mi_bench.report.columns import suite_column, suite_order, suite_title
 from mi_bench.results import PROTOCOL, ResultStore
 
 HEADLINE_EPS = {"Linf": 8 / 255, "L2": 0.5}
@@ -35,9 +35,9 @@ VARIANT_FIELDS = ("attack", "attack_draws", "n", "eval_repeats", "data", "surrog
 IDENTITY_FIELDS = (*ROW_FIELDS, "suite", *VARIANT_FIELDS, "seed")
 REQUIRED = ("key", "checkpoint", "defense", "suite", "norm", "eps", "seed", "n", "clean_acc",
             "robust_acc")
+
+
 # -- reading the store -------------------------------------------------------------------------
-
-
 def flat_identity(record: dict, fields: tuple[str, ...] = IDENTITY_FIELDS) -> dict[str, str]:
     """Dotted identity fields as JSON text, so records compare key by key (``attack.eot_iter``)."""
     out = {}
@@ -127,12 +127,17 @@ class Row:
         return defense_family(self.defense) == "mi"
 
     @property
+    def undefended(self) -> bool:
+        """The bare model: the row a defended row of the same model is paired with."""
+        return defense_family(self.defense) == "none"
+
+    @property
     def randomized(self) -> bool:
         flag = next((r.get("defense_randomized") for c in self.cells.values()
                      for r in c.records), None)
         if flag is None:
             flag = defense_randomized(self.defense)
-        return bool(flag) if flag is not None else self.defense != "none"
+        return bool(flag) if flag is not None else not self.undefended
 
     @property
     def label(self) -> str:
@@ -167,10 +172,10 @@ class Row:
                 out.append(f"{suite_column(s)} from {c.records[0].get('surrogate')}")
         ranking = ranking_suites()
         if self.rank_suite is not None and self.rank_suite != ranking[0]:
-            out.append(f"no {_long(ranking[0])} record: rank from {suite_column(self.rank_suite)}")
+            out.append(f"no {suite_title(ranking[0])} record: rank from {suite_column(self.rank_suite)}")
         first, second = (self.cells.get(s) for s in ranking[:2])
         if first is not None and second is not None and first.mean > second.mean:
-            out.append(f"{_long(ranking[0])} reads above {suite_column(ranking[1])} "
+            out.append(f"{suite_title(ranking[0])} reads above {suite_column(ranking[1])} "
                        f"({100 * first.mean:.2f} > {100 * second.mean:.2f}) on the same images: "
                        "the weaker number is not the robustness; see worst over attacks")
         return out + self.problems + [p for c in self.cells.values() for p in c.problems]
@@ -179,12 +184,6 @@ class Row:
 def ranking_suites() -> list[str]:
     """The suites that may rank a row, first choice first (AutoAttack, then EOT-PGD)."""
     return [s for s in suite_names() if get_suite(s).ranks]
-
-
-def _long(suite: str) -> str:
-    """A suite's name in prose ('AutoAttack'), as its registry entry gives it."""
-    entry = find_suite(suite)
-    return entry.title if entry is not None else suite
 
 
 def seeds_text(seeds: list[int]) -> str:

@@ -119,8 +119,6 @@ def leaderboard_markdown(board: pd.DataFrame) -> str:
     return view.to_markdown(index=False, disable_numparse=True)
 
 
-
-
 def _snapshot_date(root: Path | None) -> str | None:
     path = (DEFAULT_ROOT if root is None else Path(root)) / SNAPSHOT_FILE
     try:
@@ -221,7 +219,6 @@ class Report:
     unranked: list[str]
     snapshot_date: str | None
     board_size: int
-
 
 
 def build_report(results: str | Path, baseline: str = "robustbench:cifar10:Linf",
