@@ -225,7 +225,7 @@ def benchmark(model: nn.Module | str | None, n_examples: int = 100, dataset: str
     return BenchmarkResult(frame, records, None if tmp else root)
 
 
-_ATTACK_OPTIONS = {"eval_repeats", "attack_draws", "max_batch", "aa_version", "aa_attacks",
+_ATTACK_OPTIONS = {"eval_repeats", "select_repeats", "attack_draws", "max_batch", "aa_version", "aa_attacks",
                    "steps", "step_size", "loss", "restarts", "eot_iter", "targeted", "variant",
                    "sanity"}
 

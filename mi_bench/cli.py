@@ -27,6 +27,7 @@ cli.add_command(eval_cmd.evaluate)
 cli.add_command(attack_cmd.attack)
 cli.add_command(report_cmd.leaderboard)
 cli.add_command(report_cmd.report)
+cli.add_command(report_cmd.migrate)
 cli.add_command(sweep_cmd.sweep)
 
 

@@ -34,12 +34,20 @@ def wilson(k: int, n: int, level: float = LEVEL) -> tuple[float, float]:
 
 
 def bootstrap(scores: np.ndarray, level: float = LEVEL, n_boot: int = N_BOOT,
-              seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap of the mean of ``scores`` (one value per image), seeded."""
+              seed: int = 0, bounds: tuple[float, float] = (0.0, 1.0)) -> tuple[float, float]:
+    """Percentile bootstrap of the mean of ``scores`` (one value per image), seeded.
+
+    Where every score is the same value c (every paired difference zero, say) the bootstrap
+    collapses to a point. The interval is then c moved towards each of ``bounds`` by the
+    rule-of-three share of images that could differ (Wilson's bound at k = 0): a paired
+    difference of accuracies has bounds (-1, 1)."""
     scores = np.asarray(scores, dtype=float)
     n = len(scores)
     if n == 0:
         return math.nan, math.nan
+    if np.ptp(scores) == 0:
+        c, share = float(scores[0]), wilson(0, n, level)[1]
+        return c - share * (c - bounds[0]), c + share * (bounds[1] - c)
     rng = np.random.default_rng(seed)
     means = scores[rng.integers(0, n, size=(n_boot, n))].mean(axis=1)
     alpha = (1 - level) / 2

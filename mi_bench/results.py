@@ -3,7 +3,8 @@
 Layout under the store folder::
 
     records/<key>.json      settings, accuracies, costs, flags, package versions
-    records/<key>.npz       per-example correctness: clean and adversarial, (draws, n) bool
+    records/<key>.npz       per-example correctness, (draws, n) bool: clean and adv (scoring
+                            draws), clean_select and adv_select (selection draws), chosen
     partial/<key>/NNNNN.npz finished batches of a run in progress (removed when it completes)
     clean/<key>.npz         clean correctness of one batch under one defense and seed, shared by
                             every record that evaluates the same draws (attack and eps differ)
@@ -35,7 +36,12 @@ from mi_bench.files import atomic_write_bytes, atomic_write_text
 #   1: the first committed results (no protocol field)
 #   2: defenses by registry (name + settings, MI's partner pool by content hash); a cached clean
 #      evaluation carries its cost; attack_draws replaces attack_mi_samples
-PROTOCOL = 2
+#   3: selection and scoring draws (``attacks/draws.py``): every choice reads S selection
+#      draws, every reported number R fresh scoring draws seeded by the record's identity; the
+#      robust score is the scoring-draw accuracy at the candidate (the clean image or a point)
+#      lowest on selection draws; ensemble members keep their own scores; APGD-T attacks every
+#      point. Deterministic records carry over unchanged (``mi-bench migrate``).
+PROTOCOL = 3
 
 
 def dotted_get(d: dict, dotted: str):
@@ -157,20 +163,22 @@ class ResultStore:
         return out
 
     # -- clean evaluations shared between records -------------------------------------------
-    def load_clean(self, key: str) -> tuple[np.ndarray, int] | None:
-        """(clean correctness, forwards it cost), or None if absent (or unreadable: recompute)."""
+    def load_clean(self, key: str) -> dict[str, np.ndarray] | None:
+        """The cached clean arrays (``select``, ``score``) and ``forwards``, their cost; None if
+        absent (or unreadable: recompute)."""
         path = self.root / "clean" / f"{key}.npz"
         if not path.is_file():
             return None
         try:
             with np.load(path) as z:
-                return z["clean"], int(z["forwards"])
+                out = {k: z[k] for k in z.files}
+            return out if {"select", "score", "forwards"} <= set(out) else None
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             return None  # a cache entry is only a shortcut: a damaged one is recomputed
 
-    def save_clean(self, key: str, clean: np.ndarray, forwards: int) -> None:
+    def save_clean(self, key: str, arrays: dict[str, np.ndarray], forwards: int) -> None:
         atomic_write_bytes(self.root / "clean" / f"{key}.npz",
-                           _npz_bytes({"clean": clean, "forwards": np.int64(forwards)}))
+                           _npz_bytes({**arrays, "forwards": np.int64(forwards)}))
 
     # -- finished records --------------------------------------------------------------------
     def write(self, key: str, record: dict, examples: dict[str, np.ndarray]) -> Path:

@@ -10,8 +10,10 @@ import torch
 
 from mi_bench.attacks.checks import InvalidAdversarial, check_valid
 from mi_bench.attacks.pgd import pgd, project
+from mi_bench.attacks.registry import get_member
 from mi_bench.attacks.runner import AttackConfig, AttackRun
 from mi_bench.attacks.suites import PassCounter, PGDSuite
+from mi_bench.data import load_sample
 from mi_bench.defenses.mi import MIConfig, MixupInference
 from mi_bench.results import ResultStore
 
@@ -83,10 +85,14 @@ def test_seed_reproducibility_and_skip(tmp_path, tiny_checkpoint):
 
 def test_oblivious_transfer_and_cost_accounting(tmp_path, tiny_checkpoint):
     rec = run(tmp_path, tiny_checkpoint, suite="pgd", steps=5, defense_opts={"n_samples": 4}).run_seed(0)
-    # attack: 5 steps x 8 images with gradients on the base model; eval: 2 draws x 2 x 8 x (1+4)
+    # attack: 5 steps x 8 images with gradients on the base model; eval: (S 8 + R 2) draws x
+    # (clean image + point) x 8 images x (1+4)
     assert rec["backwards"] == 5 * 8
-    assert rec["forwards"] == 5 * 8 + 2 * 2 * 8 * 5
-    assert 0 <= rec["robust_acc"] <= rec["clean_acc"] <= 1
+    assert rec["forwards"] == 5 * 8 + (8 + 2) * 2 * 8 * 5
+    ex = ResultStore(tmp_path / "store").load_examples(rec["key"])
+    assert ex["adv_select"].shape == (8, 8) and ex["adv"].shape == (2, 8)
+    # the kept candidate is never above the clean image on selection draws
+    assert (ex["adv_select"].mean(0) <= ex["clean_select"].mean(0)).all()
     tr = run(tmp_path, tiny_checkpoint, suite="transfer", surrogate=str(tiny_checkpoint),
              steps=5, defense="none").run_seed(0)
     assert tr["surrogate_sha256"] == tr["checkpoint_sha256"]
@@ -275,3 +281,42 @@ def test_tramer_preset_records_the_published_settings(tmp_path, tiny_checkpoint,
     (rec,) = ResultStore(tmp_path / "s").records()
     assert rec["attack"]["steps"] == 50 and rec["attack"]["eot_iter"] == 1
     assert rec["attack"]["step_size"] == pytest.approx(0.5 / 255) and rec["attack_draws"] == 15
+
+
+def test_ensemble_records_differing_in_iterations_are_compared():
+    """Ensemble records store ``n_iter``: more iterations reading higher is flagged."""
+    from mi_bench.attacks.checks import weaker_attack_stronger
+
+    base = {"protocol": 3, "defense": "mi-ol", "suite": "autoattack", "norm": "Linf", "seed": 0,
+            "n": 1000, "eps": 8 / 255, "attack_draws": 1}
+    weak = {**base, "key": "weak", "robust_acc": 0.30,
+            "attack": {"version": "ensemble", "n_iter": 100, "eot_iter": 5, "restarts": 1}}
+    strong = {**base, "key": "strong", "robust_acc": 0.40,
+              "attack": {"version": "ensemble", "n_iter": 200, "eot_iter": 5, "restarts": 1}}
+    (msg,) = weaker_attack_stronger(strong, [weak])
+    assert "n_iter" in msg and "0.400 > 0.300" in msg
+
+
+def test_apgd_t_member_attacks_points_one_forward_calls_wrong(tiny_checkpoint):
+    """pyautoattack's targeted APGD returns the clean image wherever one forward is wrong; the
+    member attacks every point."""
+    from pyautoattack.autopgd_base import APGDAttack_targeted
+
+    from mi_bench.attacks.ensemble import EnsembleSuite
+    from mi_bench.models.zoo import load_classifier
+
+    model, _ = load_classifier(str(tiny_checkpoint))
+    model.eval()
+    test = load_sample("test")
+    x, y = test.float_images(0, 64), test.labels[:64]
+    with torch.no_grad():
+        wrong = model(x).argmax(1) != y
+    assert wrong.sum() >= 3
+    ens = EnsembleSuite(model_for=lambda s, d: model, calls_cost=lambda d: 1, norm="Linf",
+                        eps=8 / 255, steps=3, eot_iter=1, members=("apgd-t",))
+    ours = get_member("apgd-t").run(ens, x[wrong], y[wrong], 0)
+    theirs = APGDAttack_targeted(model, n_iter=3, eps=8 / 255, seed=0, n_target_classes=9,
+                                 device="cpu").perturb(x[wrong].contiguous(), y[wrong])
+    assert torch.equal(theirs, x[wrong])  # the default branch leaves them untouched
+    moved = (ours - x[wrong]).flatten(1).abs().amax(1)
+    assert (moved > 1 / 255).all() and (moved <= 8 / 255 + 1e-6).all()

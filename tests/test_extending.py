@@ -164,8 +164,9 @@ def test_a_defense_suite_member_and_column_run_everywhere(extension, tiny_checkp
     assert recs["random-sign"]["defense"] == "jitter-test"
     assert recs["autoattack"]["attack"]["attacks"] == ["apgd-ce", "eot-pgd-dlr"]
     assert set(recs["autoattack"]["ensemble"]) == {"apgd-ce", "eot-pgd-dlr"}
-    # the member's declared cost is in the estimate: APGD 2 x 1 draw, EOT-PGD 2 x 1 draw
-    assert recs["autoattack"]["estimated_passes"] == 4 * ((2 + 2) * 1 + 2 * 2 * 2)
+    # the member's declared cost is in the estimate: APGD 2 x 1 draw, EOT-PGD 2 x 1 draw; the
+    # evaluation: clean image + 2 members' points, S 8 + R 2 draws of 2 passes
+    assert recs["autoattack"]["estimated_passes"] == 4 * ((2 + 2) * 1 + 3 * (8 + 2) * 2)
 
     spec = tmp_path / "spec.toml"
     spec.write_text(SPEC.replace("{ckpt}", str(tiny_checkpoint)))

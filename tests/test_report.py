@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from mi_bench import cli as cli_module
+from mi_bench.attacks.draws import Draws, keep_worst
 from mi_bench.errors import UserError
 from mi_bench.intervals import wilson
 from mi_bench.report.columns import fmt_cell
@@ -47,13 +48,18 @@ def _b(rows: list[list[int]]) -> np.ndarray:
 
 def put(store: ResultStore, *, adv, clean=None, checkpoint="prn-mixup", defense="mi-ol",
         suite="autoattack", eps=EPS8, eps_label="8/255", seed=0, k=5, eot=20,
-        surrogate=None, mi="default") -> dict:
-    """Write one record the way ``AttackRun.run_seed`` does, from (draws, n) arrays."""
-    adv = _b(adv)
-    clean = np.ones_like(adv) if clean is None else _b(clean)
+        surrogate=None, mi="default", adv_select=None, clean_select=None,
+        attacks=("apgd-ce", "apgd-dlr")) -> dict:
+    """Write one record the way ``AttackRun.run_seed`` does, from the (draws, n) arrays of the
+    point and the clean image (selection draws: the scoring draws unless given)."""
+    point = Draws(_b(adv_select if adv_select is not None else adv), _b(adv))
+    clean = np.ones_like(point.score) if clean is None else _b(clean)
+    x = Draws(_b(clean_select) if clean_select is not None else clean, clean)
+    kept, chosen = keep_worst([x, point])
+    adv = kept.score
     mi = (MI if defense != "none" else None) if mi == "default" else mi
     if suite == "autoattack":
-        attack = {"version": "rand", "attacks": ["apgd-ce", "apgd-dlr"], "restarts": 1,
+        attack = {"version": "rand", "attacks": list(attacks), "restarts": 1,
                   "eot_iter": eot, "n_iter": 100}
     else:
         attack = {"steps": 10, "step_size": 2 / 255, "loss": "ce", "restarts": 1,
@@ -63,23 +69,26 @@ def put(store: ResultStore, *, adv, clean=None, checkpoint="prn-mixup", defense=
              "defense_settings": mi or {}, "suite": suite, "attack": attack,
              "attack_draws": k if mi and suite in ("autoattack", "eot-pgd") else None,
              "norm": "Linf", "eps": round(eps, 10), "seed": seed, "n": adv.shape[1],
-             "eval_repeats": adv.shape[0], "data": "cifar10/test"}
+             "eval_repeats": adv.shape[0], "select_repeats": kept.select.shape[0],
+             "data": "cifar10/test"}
     if surrogate:
         ident["surrogate"] = surrogate
     key = record_key(ident)
-    robust = adv & clean
+    robust = adv
     label = defense if not mi else f"{defense} (λ={mi.get('lam')})"
     if mi and mi.get("pool_split", "train") != "train":
         label = f"{defense} (λ={mi.get('lam')}, pool {mi['pool_split']})"
     record = {"key": key, **ident, "eps_label": eps_label, "defense_label": label, "clean_acc": float(clean.mean()),
               "clean_worst_acc": float(clean.all(0).mean()), "robust_acc": float(robust.mean()),
-              "robust_worst_acc": float(robust.all(0).mean()), "forwards": 10, "backwards": 5,
+              "robust_worst_acc": float(robust.all(0).mean()),
+              "robust_select_acc": float(kept.select.mean()), "forwards": 10, "backwards": 5,
               "seconds": 1.0, "flags": {"weaker_attack_stronger": []}, "warnings": [],
               "model_card": {"arch": "preact-resnet18", "method": checkpoint.split("-")[-1],
                              "seed": 0, "epochs": 200, "clean_acc": 0.9, "dataset": "cifar10"},
               "forwards_per_prediction": 1 + mi["n_samples"] if mi else 1, "versions": {},
               "created": "2026-01-01T00:00:00"}
-    store.write(key, record, {"clean": clean, "adv": adv})
+    store.write(key, record, {"clean": clean, "clean_select": x.select, "adv": adv,
+                              "adv_select": kept.select, "chosen": chosen})
     return record
 
 
@@ -442,6 +451,34 @@ def test_a_gain_needs_every_attack_of_the_undefended_row(tmp_path: Path,
     rep = build_report(tmp_path / "r", "robustbench:cifar10:Linf", root=board_root)
     (gain,) = paired_gains(rep.rows)
     assert gain.unmatched == () and gain.verdict == "gain"
+
+
+def test_a_gain_needs_every_attack_inside_a_column_too(tmp_path: Path, board_root: Path) -> None:
+    """The bare row's AutoAttack ran FAB-T and Square, the defended row's did not: the same
+    column, fewer attacks, so a positive difference is not called a gain."""
+    store = ResultStore(tmp_path / "r")
+    base, mi = [1] * 10 + [0] * 30, [1] * 18 + [0] * 22
+    put(store, suite="autoattack", defense="none", adv=[base],
+        attacks=("apgd-ce", "apgd-t", "fab-t", "square"))
+    put(store, suite="autoattack", adv=[mi], attacks=("apgd-ce", "apgd-t"))
+    rep = build_report(tmp_path / "r", "robustbench:cifar10:Linf", root=board_root)
+    (gain,) = paired_gains(rep.rows)
+    assert gain.robust_ci[0] > 0 and gain.unmatched == ("FAB-T/SQUARE in adaptive",)
+    assert gain.verdict.startswith("not shown: no FAB-T/SQUARE in adaptive")
+
+
+def test_identical_rows_get_an_interval_not_a_point(tmp_path: Path, board_root: Path) -> None:
+    """Every paired difference zero: the interval is the rule-of-three share of images that
+    could differ, not [+0.0, +0.0]."""
+    store = ResultStore(tmp_path / "r")
+    same = [1] * 20 + [0] * 20
+    put(store, suite="autoattack", defense="none", adv=[same])
+    put(store, suite="autoattack", adv=[same])
+    rep = build_report(tmp_path / "r", "robustbench:cifar10:Linf", root=board_root)
+    (gain,) = paired_gains(rep.rows)
+    share = wilson(0, 40)[1]
+    assert gain.robust == 0 and gain.robust_ci == pytest.approx((-share, share))
+    assert gain.verdict == "no difference shown"
 
 
 def test_worst_over_attacks_takes_every_variant_not_only_the_shown_one(

@@ -73,7 +73,8 @@ def cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
 
 def expected_passes() -> list[int]:
     """By hand: n = 8 images x (attack passes + evaluation passes) per image."""
-    none_eval, mi_eval = 2 * 1, 2 * 2 * (4 + 1)  # clean + adversarial, R draws of N + 1 forwards
+    # clean + adversarial, S = 8 selection and R = 2 scoring draws of N + 1 forwards (MI)
+    none_eval, mi_eval = 2 * 1, 2 * (8 + 2) * (4 + 1)
     pgd = 2  # 2 steps on the base model, one gradient each
     eot = [2 * 2 * (1 + k) for k in (1, 2)]  # 2 steps x EOT 2 through MI with K partners
     return ([8 * (pgd + none_eval)] * 4 + [8 * (pgd + mi_eval)] * 4

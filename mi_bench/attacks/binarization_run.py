@@ -26,7 +26,7 @@ from mi_bench.attacks.binarization import (
 )
 from mi_bench.attacks.checks import check_valid
 from mi_bench.attacks.registry import SuiteRequest, get_suite, inner_suites, register_suite
-from mi_bench.attacks.runner import BatchJudge
+from mi_bench.attacks.runner import BatchJudge, evaluate_draws
 from mi_bench.attacks.suites import DecisionView, PassCounter
 from mi_bench.defenses.registry import Defense
 from mi_bench.device import describe
@@ -120,19 +120,20 @@ def _attack(view, task: BinaryTask, x: torch.Tensor, sd: dict, s: BinarizationSe
     out["val_inner"] = np.float64(val[:, :s.n_val].mean())
     out["val_boundary"] = np.float64(val[:, s.n_val:].mean())
     y = torch.zeros(1, dtype=torch.long, device=x.device)
-    clean = correct_matrix(view.eval_model(sd["eval_val"] + 1), x, y, r).numpy()
-    if clean.mean() <= 0.5:
+    identity = f"binarization:{sd['decisions']}"  # the sample's own streams (draws.py)
+    clean = evaluate_draws(view, x, y, identity, 0, 0)
+    if clean.select.mean() <= 0.5:  # a choice (set the sample aside): selection draws
         out["failure"] = np.str_("the binarized defense predicts the boundary class at x")
         return
     out["valid"] = np.bool_(True)
     model = view.attack_model(sd["attack_defense"])
     if view.stochastic_attack:
         model = DecisionView(model, view.eval_model(sd["decisions"]))
-    # the suite's own evaluations (the ensemble's choices) read the "decisions" draws
+    # the suite's own choices (the ensemble's) read its judge's selection draws
     x_adv = view.suite(model).attack(x, y, sd["attack"],
-                                     BatchJudge(view, x, y, clean, sd["decisions"])).x_adv
+                                     BatchJudge(view, x, y, clean, identity, 0)).x_adv
     check_valid(x_adv, x, c.eps, c.norm)
-    # held out: these draws decided nothing in the attack (its choices used "decisions")
+    # held out: these draws decided nothing (every choice read selection draws)
     adv = correct_matrix(view.eval_model(sd["eval_adv"]), x_adv, y, r).numpy()
     out["fooled"] = np.float64(1.0 - adv.mean())
     out["passed"] = np.bool_(out["fooled"] > 0.5)

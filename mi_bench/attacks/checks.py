@@ -23,10 +23,11 @@ from mi_bench.results import dotted_get
 
 SANITY_EPS = {"Linf": 0.5, "L2": 20.0}  # far beyond any perturbation a classifier survives
 # what strengthens an attack without changing it; records that differ only in these must order
-STRENGTH_KEYS = ("eps", "attack.steps", "attack.eot_iter", "attack.restarts", "attack_draws")
+STRENGTH_KEYS = ("eps", "attack.steps", "attack.n_iter", "attack.eot_iter", "attack.restarts",
+                 "attack_draws")
 # what makes two records the same attack on the same images (apart from its strength)
 SAME_ATTACK_KEYS = ("protocol", "checkpoint_sha256", "defense", "defense_settings", "suite",
-                    "norm", "seed", "n", "data", "surrogate_sha256", "eval_repeats",
+                    "norm", "seed", "n", "data", "surrogate_sha256", "eval_repeats", "select_repeats",
                     "attack.loss", "attack.version", "attack.attacks", "attack.targeted",
                     "attack.variant")
 

@@ -29,7 +29,8 @@ class AttackConfig:
     norm: str = "Linf"
     n_examples: int = 100
     seeds: list[int] = field(default_factory=lambda: [0])
-    eval_repeats: int = 5
+    eval_repeats: int = 5  # R: scoring draws, the only ones a reported number reads
+    select_repeats: int = 8  # S: selection draws, the only ones a choice reads (draws.py)
     batch_size: int = 50
     data_dir: str | None = None
     defense_opts: dict = field(default_factory=dict)  # e.g. MI's n_samples, lam, pool_split
@@ -62,7 +63,8 @@ class AttackConfig:
         if not 0 < self.eps <= MAX_EPS[self.norm]:
             raise UserError(f"eps {self.eps_label} ({self.eps:.6g}) is outside (0, "
                             f"{MAX_EPS[self.norm]:.4g}] for {self.norm}: images live in [0, 1]")
-        for name in ("n_examples", "batch_size", "eval_repeats", "max_batch", "restarts",
+        for name in ("n_examples", "batch_size", "eval_repeats", "select_repeats", "max_batch",
+                     "restarts",
                      "sanity_n"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1, got "

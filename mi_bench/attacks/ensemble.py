@@ -6,20 +6,23 @@ every point it did not break, and APGD keeps the iterate (and halves its step) o
 the last EOT sample, one draw of the defense. An R-draw evaluation then credits points that were
 never attacked. This ensemble removes all three:
 
-- every point right on its clean image in at least one evaluation draw is attacked by every
-  member, to the end of its budget, until it is wrong in every one of R fresh evaluation draws
+- every point right on its clean image in at least one selection draw is attacked by every
+  member, to the end of its budget, until it is wrong in every one of S selection draws
   (checked after each member); nothing is skipped on the word of one draw;
 - APGD-CE and APGD-DLR (pyautoattack's own ``APGDAttack``, in its keep-the-highest-loss mode)
   attack the defense with K x EOT draws inside one forward, as Tramer et al. (2020) attacked MI,
   so the loss APGD tracks for its iterate, step size and restarts is a many-draw estimate;
 - EOT-PGD with CE and with a margin loss on the log of the defense's mean output (fresh K draws
-  per gradient sample, ``eot_iter`` samples per step) follow; APGD-T is an option.
+  per gradient sample, ``eot_iter`` samples per step) follow; APGD-T (every point, every
+  target, its highest-loss iterate) is an option.
 
 The members are registered units (``members.py``, ``@register_member``); a new one is one
 function there or in a module of its own.
 
-Each example's robust score is the minimum over members of its mean correctness over the R
-draws; every member's per-example result is kept.
+The candidates of an example are its clean image and each member's point. Which one is kept,
+and when a point is broken, is decided on selection draws alone; the example's robust score is
+the scoring-draw accuracy at the kept candidate (``draws.py``). Every member's own scoring-draw
+score on the points it attacked is kept (NaN where earlier members had broken the point).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mi_bench.attacks.draws import pick_lower
 from mi_bench.attacks.registry import default_members, get_member, member_names
 from mi_bench.attacks.suites import Judge, Outcome, Suite
 from mi_bench.errors import UserError
@@ -53,7 +57,7 @@ class EnsembleSuite(Suite):
     num_classes: int = 10
     name: str = "autoattack"
     warnings: list[str] = field(default_factory=list)
-    results: dict[str, np.ndarray] = field(default_factory=dict)  # member -> (R, b) correct
+    results: dict[str, np.ndarray] = field(default_factory=dict)  # member -> own score (b,)
     wins: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -78,33 +82,34 @@ class EnsembleSuite(Suite):
         return sum(get_member(m).cost(self) for m in self.members)
 
     def attack(self, x: torch.Tensor, y: torch.Tensor, seed: int, judge: Judge) -> Outcome:
-        """Attack with every member in turn; each example keeps its worst adversarial image and
-        its (R, b) correctness. Member i's images are judged on evaluation draws of their own
-        (``judge.evaluate(x_adv, idx, i)``)."""
-        clean = judge.clean
+        """Attack with every member in turn; each example keeps the candidate (its clean image
+        or a member's point) lowest on selection draws. Member i's points are judged on draws
+        of their own (``judge.evaluate(x_adv, idx, i)``)."""
         best_x = x.clone()
-        best = clean.copy()  # points never right stay as they are (not robust anyway)
-        alive = clean.any(0)  # right in at least one draw
+        best = judge.clean.copy()  # the clean image is the first candidate
+        which = np.zeros(x.shape[0], dtype=np.int16)
+        alive = best.select.any(0)  # right in at least one selection draw
         self.results, self.wins = {}, {}
         for i, name in enumerate(self.members):
-            mine = best.copy()
+            own = np.full(x.shape[0], np.nan, dtype=np.float32)
             idx = np.flatnonzero(alive)
+            self.wins[name] = 0
             if len(idx):
-                sel = torch.as_tensor(idx)
-                x_adv = get_member(name).run(self, x[sel], y[sel], seed + 1009 * i)
-                correct = judge.evaluate(x_adv, idx, i)
-                mine[:, idx] = correct
-                better = correct.mean(0) < best[:, idx].mean(0)
-                self.wins[name] = int(better.sum())
-                upd = idx[better]
-                best[:, upd] = correct[:, better]
-                best_x[torch.as_tensor(upd)] = x_adv[torch.as_tensor(np.flatnonzero(better))]
-                alive[idx] = best[:, idx].any(0)  # broken: wrong in every fresh draw
-            else:
-                self.wins[name] = 0
-            self.results[name] = mine
+                x_adv = get_member(name).run(self, x[torch.as_tensor(idx)],
+                                             y[torch.as_tensor(idx)], seed + 1009 * i)
+                point = judge.evaluate(x_adv, idx, i)
+                own[idx] = point.score.mean(0)
+                lower = pick_lower(best.take(idx), point, which[idx] == 0)
+                self.wins[name] = int(lower.sum())
+                upd = idx[lower]
+                best.put(upd, point.take(np.flatnonzero(lower)))
+                which[upd] = i + 1
+                best_x[torch.as_tensor(upd)] = x_adv[torch.as_tensor(np.flatnonzero(lower))]
+                alive[idx] = best.select[:, idx].any(0)  # broken: wrong in every selection draw
+            self.results[name] = own
         extras = {f"member_{m}": c for m, c in self.results.items()}
         extras.update({f"wins_{m}": np.int64(w) for m, w in self.wins.items()})
+        extras["chosen"] = which
         return Outcome(best_x, best, extras)
 
 

@@ -2,7 +2,8 @@
 
 - ``apgd-ce``, ``apgd-dlr``: pyautoattack's ``APGDAttack`` in its keep-the-highest-loss mode,
   on the defense with K x EOT draws inside one forward (a many-draw estimate per step);
-- ``apgd-t``: pyautoattack's targeted APGD (9 targets), on the same model; not a default;
+- ``apgd-t``: pyautoattack's targeted APGD (9 targets), on the same model, on every point
+  (not its default branch, which skips points on one forward); not a default;
 - ``eot-pgd-ce``, ``eot-pgd-margin``: EOT-PGD (fresh K draws per gradient sample, EOT samples
   per step) with CE and with the margin loss on the log of the defense's mean output.
 """
@@ -49,17 +50,33 @@ def apgd_dlr(ens, x: torch.Tensor, y: torch.Tensor, seed: int) -> torch.Tensor:
     return _apgd(ens, x, y, seed, "dlr")
 
 
-@register_member("apgd-t", cost=lambda ens: ens.target_classes * _apgd_cost(ens),
-                 help="targeted APGD (9 targets), K x EOT draws per forward")
+@register_member("apgd-t", cost=lambda ens: ens.target_classes * (_apgd_cost(ens) + ens.restarts
+                                                                  * ens.calls_cost(ens.draws)),
+                 help="targeted APGD (9 targets), K x EOT draws per forward, every point")
 def apgd_t(ens, x: torch.Tensor, y: torch.Tensor, seed: int) -> torch.Tensor:
+    """pyautoattack's targeted APGD run on every point for every target (its ``perturb``
+    attacks only the points one forward calls right and returns the clean image for the rest);
+    each point keeps its highest-loss iterate over targets and restarts."""
     from pyautoattack.autopgd_base import APGDAttack_targeted
 
-    atk = APGDAttack_targeted(ens.model_for(seed, ens.draws * ens.eot_iter), n_iter=ens.steps,
-                              norm=ens.norm, n_restarts=ens.restarts, eps=ens.eps, seed=seed,
-                              eot_iter=1, rho=0.75, device=str(x.device),
-                              logger=logging.getLogger("auto-attack"),
+    model = ens.model_for(seed, ens.draws * ens.eot_iter)
+    atk = APGDAttack_targeted(model, n_iter=ens.steps, norm=ens.norm, n_restarts=ens.restarts,
+                              eps=ens.eps, seed=seed, eot_iter=1, rho=0.75,
+                              device=str(x.device), logger=logging.getLogger("auto-attack"),
                               n_target_classes=ens.target_classes)
-    return atk.perturb(x.contiguous(), y).detach()
+    x = x.detach().contiguous()
+    atk.init_hyperparam(x)
+    torch.manual_seed(seed)
+    best = x.clone()
+    best_loss = torch.full((x.shape[0],), -float("inf"), device=x.device)
+    for target_class in range(2, ens.target_classes + 2):  # AutoAttack's targets: 2nd, 3rd, ...
+        for _ in range(ens.restarts):
+            with torch.no_grad():
+                atk.y_target = model(x).sort(dim=1)[1][:, -target_class]
+            x_best, _, loss, _ = atk.attack_single_run(x, y)
+            up = loss > best_loss
+            best[up], best_loss[up] = x_best[up].detach(), loss[up]
+    return best
 
 
 def _eot_pgd(ens, x: torch.Tensor, y: torch.Tensor, seed: int, loss: str) -> torch.Tensor:

@@ -4,8 +4,9 @@ For every seed it: builds the defense and the attacked model with seeded generat
 AutoAttack-style sanity checks; estimates the cost; attacks batch by batch (each finished batch
 is stored, so a killed run resumes where it stopped); checks every adversarial example for
 validity; evaluates clean and adversarial accuracy over R independent MI draws; checks for
-gradient masking; and writes one record. Randomness of batch b under seed s depends only on
-(s, b), so a resumed run gives the same numbers as an uninterrupted one.
+gradient masking; and writes one record. The attack's randomness in batch b under seed s
+depends only on (s, b); the evaluation's selection and scoring draws (``draws.py``) on the
+record's identity and b; so a resumed run gives the same numbers as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from mi_bench.attacks.checks import (
     weaker_attack_stronger,
 )
 from mi_bench.attacks.config import AttackConfig
+from mi_bench.attacks.draws import Draws, stream
 from mi_bench.attacks.registry import SuiteRequest, get_suite
 from mi_bench.attacks.suites import DecisionView, PassCounter, Suite
 from mi_bench.data import load_split
@@ -38,15 +40,20 @@ from mi_bench.evaluate import correct_matrix
 from mi_bench.models.zoo import load_classifier
 from mi_bench.results import PROTOCOL, ResultStore, package_versions, record_key
 
+# a record's identity, in the order ``AttackRun.identity`` builds it (surrogate: transfer only)
+IDENTITY = ("protocol", "checkpoint", "checkpoint_sha256", "defense", "defense_settings", "suite",
+            "attack", "attack_draws", "norm", "eps", "seed", "n", "eval_repeats",
+            "select_repeats", "data", "batch_size", "surrogate", "surrogate_sha256")
 # what fixes a batch's clean evaluation draws (with the batch bounds)
 CLEAN_IDENTITY = ("protocol", "checkpoint_sha256", "defense", "defense_settings", "seed",
-                  "eval_repeats", "batch_size")
+                  "eval_repeats", "select_repeats", "batch_size")
 
 
 def batch_seeds(seed: int, batch: int) -> dict[str, int]:
-    """Independent streams per (seed, batch, role), so that resuming at a batch, or changing the
-    attack, leaves every other draw as it was. ``attack`` is the seed pyautoattack gets."""
-    roles = ("attack_mi", "attack", "decisions", "eval_clean", "eval_adv")
+    """The attack's streams per (seed, batch, role), so that resuming at a batch leaves every
+    other draw as it was. ``attack`` is the seed pyautoattack gets; ``decisions`` feeds the
+    attack's own no-grad choices. Evaluation draws are not here: see ``draws.stream``."""
+    roles = ("attack_mi", "attack", "decisions")
     return {r: int(q.generate_state(1)[0])
             for r, q in zip(roles, np.random.SeedSequence([seed, batch]).spawn(len(roles)))}
 
@@ -135,7 +142,8 @@ class AttackRun:
             "defense": self.defense.name, "defense_settings": self.defense.settings(),
             "suite": c.suite, "attack": suite.settings(), "attack_draws": self.attack_draws(),
             "norm": c.norm, "eps": round(c.eps, 10), "seed": seed,
-            "n": c.n_examples, "eval_repeats": c.eval_repeats, "data": self.data_id,
+            "n": c.n_examples, "eval_repeats": c.eval_repeats,
+            "select_repeats": c.select_repeats, "data": self.data_id,
             "batch_size": c.batch_size,
         }
         if self.surrogate is not None:
@@ -143,10 +151,13 @@ class AttackRun:
             ident["surrogate_sha256"] = self.surrogate_card.get("sha256")
         return ident
 
-    def eval_passes_per_image(self) -> int:
-        """Clean and adversarial evaluation: R draws of the defense each (1 if deterministic)."""
-        repeats = self.cfg.eval_repeats if self.defense.randomized else 1
-        return 2 * repeats * self.defense.passes_per_prediction()
+    def eval_passes_per_image(self, suite: Suite) -> int:
+        """Clean and adversarial evaluation: S + R draws of the defense each (1 if
+        deterministic), for the clean image and the suite's point (the ensemble: each member's)."""
+        c = self.cfg
+        repeats = c.select_repeats + c.eval_repeats if self.defense.randomized else 1
+        points = 1 + max(1, len(getattr(suite, "members", ())))
+        return points * repeats * self.defense.passes_per_prediction()
 
     # -- sanity checks ----------------------------------------------------------------------
     def sanity_checks(self, seed: int) -> dict:
@@ -189,8 +200,9 @@ class AttackRun:
             self.log(f"WARNING: {flags['zero_grad_fraction']:.0%} of sanity examples have zero "
                      "input gradient")
         n = c.n_examples
-        attack_ppi = self.suite(self.attack_model(seed)).passes_per_image()
-        estimate = n * (attack_ppi + self.eval_passes_per_image())
+        suite = self.suite(self.attack_model(seed))
+        attack_ppi = suite.passes_per_image()
+        estimate = n * (attack_ppi + self.eval_passes_per_image(suite))
         done = self.store.done_batches(key)
         n_batches = math.ceil(n / c.batch_size)
         mine = [b for b in range(n_batches) if world.owns(b)]
@@ -232,25 +244,23 @@ class AttackRun:
                 raise UserError(f"record {key}: batches {missing[:10]} are missing from "
                                 f"{self.store.root} after every rank finished; is --out on a "
                                 "filesystem all ranks share?")
-        clean = np.concatenate([done[i]["clean"] for i in range(n_batches)], axis=1)
-        adv = np.concatenate([done[i]["adv"] for i in range(n_batches)], axis=1)
-        robust = adv & clean
+        joined = {k: np.concatenate([done[i][k] for i in range(n_batches)], axis=-1)
+                  for k in done[0] if k in ARRAYS or k.startswith("member_")}
+        clean, adv = joined["clean"], joined["adv"]  # scoring draws; adv: the chosen candidate
         warnings = sorted({str(w) for i in done for w in done[i]["warnings"]})
         own = [done[i]["own"] for i in range(n_batches) if "own" in done[i]]
-        members = sorted(k.removeprefix("member_") for k in done[0] if k.startswith("member_"))
-        per_member = {m: np.concatenate([done[i][f"member_{m}"] for i in range(n_batches)], 1)
-                      for m in members}
+        members = sorted(k.removeprefix("member_") for k in joined if k.startswith("member_"))
         record = {
             "key": key, **ident, "eps_label": c.eps_label, "data_path": self.test.source,
             "clean_acc": float(clean.mean()), "clean_worst_acc": float(clean.all(0).mean()),
-            "robust_acc": float(robust.mean()), "robust_worst_acc": float(robust.all(0).mean()),
+            "robust_acc": float(adv.mean()), "robust_worst_acc": float(adv.all(0).mean()),
+            "robust_select_acc": float(joined["adv_select"].mean()),
             "forwards": int(sum(int(done[i]["forwards"]) for i in done)),
             "backwards": int(sum(int(done[i]["backwards"]) for i in done)),
             "seconds": float(sum(float(done[i]["seconds"]) for i in done)),
             "estimated_passes": estimate, "flags": flags, "warnings": warnings,
             "autoattack_own_acc": float(np.concatenate(own).mean()) if own else None,
-            "ensemble": {m: {"robust_acc": float((per_member[m] & clean).mean()),
-                             "wins": int(sum(int(done[i][f"wins_{m}"]) for i in done))}
+            "ensemble": {m: _member_summary(joined[f"member_{m}"], done, m)
                          for m in members} or None,
             "model_card": {k: self.card.get(k) for k in ("arch", "method", "seed", "epochs",
                                                           "clean_acc", "dataset")},
@@ -274,8 +284,7 @@ class AttackRun:
             record, self.store.records())
         for msg in record["flags"]["weaker_attack_stronger"]:
             self.log(f"WARNING: {msg}")
-        self.store.write(key, record, {"clean": clean, "adv": adv,
-                                       **{f"adv_{m}": a for m, a in per_member.items()}})
+        self.store.write(key, record, joined)
         world.barrier()
         return record
 
@@ -287,57 +296,87 @@ class AttackRun:
         c = self.cfg
         x = self.test.float_images(lo, hi).to(self.device)
         y = self.test.labels[lo:hi].to(self.device)
-        atk_mi, atk, decide, ev_clean, ev_adv = batch_seeds(seed, b).values()
+        atk_mi, atk, decide = batch_seeds(seed, b).values()
         t0 = time.time()
-        clean, clean_forwards = self._clean(ident, lo, hi, x, y, ev_clean)
+        clean, clean_forwards = self._clean(ident, lo, hi, x, y)
         f0, b0 = self.passes()
         model = self.attack_model(atk_mi)
         if self.stochastic_attack:
             model = DecisionView(model, self.eval_model(decide))
         suite = self.suite(model)
-        outcome = suite.attack(x, y, atk, BatchJudge(self, x, y, clean, ev_adv))
-        x_adv, adv = outcome.x_adv, outcome.adv
-        check_valid(x_adv, x, c.eps, c.norm)
+        outcome = suite.attack(x, y, atk, BatchJudge(self, x, y, clean, record_key(ident), b))
+        check_valid(outcome.x_adv, x, c.eps, c.norm)
         f1, b1 = self.passes()
-        out = {"clean": clean, "adv": adv, "forwards": np.int64(f1 - f0 + clean_forwards),
+        out = {"clean": clean.score, "clean_select": clean.select, "adv": outcome.adv.score,
+               "adv_select": outcome.adv.select, "forwards": np.int64(f1 - f0 + clean_forwards),
                "backwards": np.int64(b1 - b0),
                "seconds": np.float64(time.time() - t0),
                "warnings": np.array(suite.warnings, dtype=str), **outcome.extras}
         return out
 
-    def _clean(self, ident: dict, lo: int, hi: int, x: torch.Tensor, y: torch.Tensor,
-               seed: int) -> tuple[np.ndarray, int]:
-        """Clean correctness (R, hi - lo) and its cost in base-model forwards.
+    def _clean(self, ident: dict, lo: int, hi: int, x: torch.Tensor, y: torch.Tensor
+               ) -> tuple[Draws, int]:
+        """Clean correctness on selection and scoring draws, and its cost in base-model forwards.
 
         The clean draws depend only on the defense, seed and batch, not on the attack or eps, so
-        one sweep's records share them. A cached entry carries the cost it was made at, so a
-        record stores the same cost whether its clean draws were computed or reused.
+        one sweep's records share them (the clean image is one candidate of every record); their
+        streams are seeded from this identity, apart from every record's own. A cached entry
+        carries the cost it was made at, so a record stores the same cost whether its clean
+        draws were computed or reused.
         """
         key = record_key({k: ident[k] for k in CLEAN_IDENTITY} | {
             "batch": [lo, hi], "images": self.test.head(hi).sha256()[:16]})
         cached = self.store.load_clean(key)
         if cached is not None:
-            return cached
+            return Draws(cached["select"], cached["score"]), int(cached["forwards"])
         f0 = self.passes()[0]
-        clean = correct_matrix(self.eval_model(seed), x, y, self.cfg.eval_repeats).numpy()
+        clean = evaluate_draws(self, x, y, key, 0, 0)
         forwards = self.passes()[0] - f0
-        self.store.save_clean(key, clean, forwards)
+        self.store.save_clean(key, {"select": clean.select, "score": clean.score}, forwards)
         return clean, forwards
 
 
-class BatchJudge:
-    """The evaluation a suite's points get for one batch: validity first, then R fresh draws
-    of the defense as evaluated. Evaluation ``member`` i draws from its own stream."""
+# the per-example arrays of a record (with ``member_<name>`` for each ensemble member)
+ARRAYS = ("clean", "clean_select", "adv", "adv_select", "chosen")
 
-    def __init__(self, run: AttackRun, x: torch.Tensor, y: torch.Tensor, clean: np.ndarray,
-                 seed: int):
-        self.run, self.x, self.y, self.clean, self.seed = run, x, y, clean, seed
+
+def evaluate_draws(run, x: torch.Tensor, y: torch.Tensor, identity: str, batch: int,
+                   candidate: int) -> Draws:
+    """S selection and R scoring draws of the defense as evaluated, at ``x``, each from its own
+    stream; a deterministic defense is evaluated once, the one array serving both roles."""
+    c = run.cfg
+    score = correct_matrix(run.eval_model(stream(identity, batch, "score", candidate)), x, y,
+                           c.eval_repeats).numpy()
+    if not run.defense.randomized:
+        return Draws(score, score)
+    select = correct_matrix(run.eval_model(stream(identity, batch, "select", candidate)), x, y,
+                            c.select_repeats).numpy()
+    return Draws(select, score)
+
+
+def _member_summary(own: np.ndarray, done: dict, member: str) -> dict:
+    """A member's own accuracy on the points it attacked (NaN marks the points earlier members
+    had broken), how many it attacked, and how many of them it made the worst candidate."""
+    attacked = ~np.isnan(own)
+    return {"own_acc": float(own[attacked].mean()) if attacked.any() else None,
+            "attacked": int(attacked.sum()),
+            "wins": int(sum(int(done[i][f"wins_{member}"]) for i in done))}
+
+
+class BatchJudge:
+    """The evaluation a suite's points get for one batch: validity first, then selection and
+    scoring draws of the defense as evaluated (``draws.py``), seeded by the record's key, the
+    batch and the candidate (``member`` i of a suite's several points draws from its own)."""
+
+    def __init__(self, run: AttackRun, x: torch.Tensor, y: torch.Tensor, clean: Draws,
+                 identity: str, batch: int):
+        self.run, self.x, self.y, self.clean = run, x, y, clean
+        self.identity, self.batch = identity, batch
 
     def evaluate(self, x_adv: torch.Tensor, idx: np.ndarray | None = None,
-                 member: int | None = None) -> np.ndarray:
+                 member: int | None = None) -> Draws:
         c = self.run.cfg
         x, y = (self.x, self.y) if idx is None else (self.x[idx], self.y[idx])
         check_valid(x_adv, x, c.eps, c.norm)
-        draws = self.seed if member is None else int(
-            np.random.SeedSequence([self.seed, member]).generate_state(1)[0])
-        return correct_matrix(self.run.eval_model(draws), x_adv, y, c.eval_repeats).numpy()
+        return evaluate_draws(self.run, x_adv, y, self.identity, self.batch,
+                              0 if member is None else member + 1)

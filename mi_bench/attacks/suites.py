@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mi_bench.attacks.draws import Draws, keep_worst
 from mi_bench.attacks.pgd import attack_loss, pgd
 
 AA_VERSIONS = ("standard", "rand", "plus", "custom", "ensemble")
@@ -31,22 +32,24 @@ AA_ATTACKS = ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t")
 
 
 class Judge(Protocol):
-    """The runner's evaluation of one batch, handed to a suite: the clean correctness and
-    fresh R-draw evaluations of candidate points (``idx``: which examples; ``member``: which
-    of a suite's several evaluations, each with its own draws; None: the suite's one)."""
+    """The runner's evaluation of one batch, handed to a suite: the clean image's draws and
+    fresh selection and scoring draws at candidate points (``idx``: which examples;
+    ``member``: which of a suite's several points, each with its own draws; None: the one)."""
 
-    clean: np.ndarray  # (R, b) bool
+    clean: Draws
 
     def evaluate(self, x_adv: torch.Tensor, idx: np.ndarray | None = None,
-                 member: int | None = None) -> np.ndarray: ...
+                 member: int | None = None) -> Draws: ...
 
 
 @dataclass
 class Outcome:
-    """What a suite gives back for one batch: points, (R, b) correctness, per-example extras."""
+    """What a suite gives back for one batch: its points, the draws at each image's chosen
+    candidate (the clean image or a point, chosen on selection draws), per-example extras
+    (``chosen``: which candidate, 0 the clean image)."""
 
     x_adv: torch.Tensor
-    adv: np.ndarray
+    adv: Draws
     extras: dict[str, np.ndarray] = field(default_factory=dict)
 
 
@@ -70,8 +73,10 @@ class Suite:
         raise NotImplementedError
 
     def attack(self, x: torch.Tensor, y: torch.Tensor, seed: int, judge: Judge) -> Outcome:
+        """The point, and per image the worse on selection draws of it and the clean image."""
         x_adv = self.perturb(x, y, seed)
-        return Outcome(x_adv, judge.evaluate(x_adv))
+        best, which = keep_worst([judge.clean, judge.evaluate(x_adv)])
+        return Outcome(x_adv, best, {"chosen": which})
 
 
 class PassCounter(nn.Module):

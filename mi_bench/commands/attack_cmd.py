@@ -48,7 +48,12 @@ FULL_TEST_SET = 10_000
               help="first n test images")
 @click.option("--seeds", default="0", show_default=True, help="comma-separated, e.g. 0,1,2")
 @click.option("--eval-repeats", type=click.IntRange(min=1), default=5, show_default=True,
-              help="independent draws of a randomized defense per evaluation")
+              help="R: scoring draws of a randomized defense per evaluated point, the only "
+                   "draws a reported number reads")
+@click.option("--selection-draws", "select_repeats", type=click.IntRange(min=1), default=8,
+              show_default=True,
+              help="S: selection draws per evaluated point, the only draws a choice reads "
+                   "(which point is worst, when a point is broken)")
 @click.option("--attack-draws", "--attack-mi-samples", "attack_draws",
               type=click.IntRange(min=1), default=3, show_default=True,
               help="draws K of a randomized defense inside each attack forward (MI: partners; "
@@ -83,7 +88,7 @@ FULL_TEST_SET = 10_000
 @click.pass_context
 def attack(ctx, checkpoint, arch, arch_opt, defense, defense_opt, mi_n, mi_lambda, mi_pool,
            mi_threshold, max_batch, suite, inner_attack, binarization_preset, binarization_opt,
-           eps_list, norm, n_examples, seeds, eval_repeats,
+           eps_list, norm, n_examples, seeds, eval_repeats, select_repeats,
            attack_draws, aa_version, aa_attacks, steps, step_size, loss, restarts, eot_iter,
            targeted, variant, surrogate, batch_size, data_dir, out, no_sanity, attack_preset,
            no_progress, device_spec, tf32) -> None:
@@ -113,7 +118,7 @@ def attack(ctx, checkpoint, arch, arch_opt, defense, defense_opt, mi_n, mi_lambd
         checkpoint=checkpoint, arch=arch, arch_kwargs=parse_key_values(arch_opt, "--arch-opt"),
         defense=defense, defense_opts=opts, suite=suite, eps_list=eps_list, norm=norm,
         n_examples=n_examples, seeds=seeds, surrogate=surrogate, aa_attacks=aa_attacks,
-        eval_repeats=eval_repeats, batch_size=batch_size, data_dir=data_dir,
+        eval_repeats=eval_repeats, select_repeats=select_repeats, batch_size=batch_size, data_dir=data_dir,
         max_batch=max_batch, aa_version=aa_version, restarts=restarts, targeted=targeted,
         variant=variant, sanity=not no_sanity, inner_attack=inner_attack,
         binarization=(binarization or {}).get("settings", {}), **tuned)
@@ -191,4 +196,4 @@ def _print_summary(rows, out: str) -> None:
 
 def _full_cost_per_image(run, k_full) -> int:
     suite = run.suite(run.attack_model(0), partners=k_full)
-    return suite.passes_per_image() + run.eval_passes_per_image()
+    return suite.passes_per_image() + run.eval_passes_per_image(suite)

@@ -1,4 +1,5 @@
-"""``mi-bench leaderboard`` and ``mi-bench report``: the baseline, and our results among it."""
+"""``mi-bench leaderboard``, ``mi-bench report`` and ``mi-bench migrate``: the baseline, our
+results among it, and the carrying of old records to the current protocol."""
 
 from __future__ import annotations
 
@@ -57,3 +58,18 @@ def report(results: str, baseline: str, formats: str, out: str, plots: bool) -> 
         click.echo(note)
     for path in written.files:
         click.echo(f"wrote {path}")
+
+
+@click.command()
+@click.argument("store")
+@click.option("--archive", default=None,
+              help="move the records that must be regenerated (randomized defenses) here")
+def migrate(store: str, archive: str | None) -> None:
+    """Carry a store's deterministic protocol-2 records to protocol 3 (their numbers do not
+    change); records of randomized defenses must be regenerated."""
+    from mi_bench.attacks.migrate import migrate_store
+
+    upgraded, stale = migrate_store(store, archive, log=click.echo)
+    click.echo(f"{upgraded} deterministic record(s) carried over; {stale} record(s) of "
+               "randomized defenses to regenerate" + (f", moved to {archive}" if archive and
+                                                       stale else ""))

@@ -1,6 +1,9 @@
 """Cells of a row: one suite's records, grouped into attack variants (settings) with a record
 per seed, and the strongest variant's per-example scores; ``example_scores`` is the one place
-that computes an example's score and its worst case over seeds and draws."""
+that reads an example's scores and its worst case over seeds and draws.
+
+Which variant is strongest is a choice, so it reads selection draws (``robust_select_acc``);
+every number shown reads scoring draws (``attacks/draws.py``)."""
 
 from __future__ import annotations
 
@@ -38,6 +41,12 @@ class Variant:
     def mean(self) -> float:
         return float(self.accs.mean())
 
+    @property
+    def select_mean(self) -> float:
+        """The mean on selection draws: what ranks variants (deterministic: the mean)."""
+        return float(np.mean([r.get("robust_select_acc", r["robust_acc"])
+                              for r in self.records]))
+
 
 @dataclass
 class Cell:
@@ -49,8 +58,9 @@ class Cell:
     worst: float
     problems: list[str]
     scores: dict | None = None  # per example: robust, clean (share right), worst (bool)
-    # per example robust score of every run (each seed of each variant) with arrays, the
-    # chosen variant's first: the worst over attacks takes the minimum over all of them
+    # every run (each seed of each variant) with arrays, the chosen variant's first: per
+    # example its selection and scoring means ({"select", "score"}); the worst over attacks
+    # picks among them on selection draws and reads the scoring draws
     all_robust: list = field(default_factory=list)
 
     @property
@@ -92,6 +102,15 @@ class Cell:
     def n(self) -> int:
         return int(self.records[0]["n"])
 
+    @property
+    def attacks(self) -> set[str]:
+        """Every attack this cell's records ran (AutoAttack's members; else the suite)."""
+        out = set()
+        for v in (self.chosen, *self.others):
+            for r in v.records:
+                out.update((r.get("attack") or {}).get("attacks") or [self.suite])
+        return out
+
     def choice_note(self) -> str:
         """Which setting won when several were run ('' when only one was)."""
         if not self.others:
@@ -121,31 +140,37 @@ def _plain(text: str | None) -> str:
 
 
 def example_scores(store: ResultStore, records: list[dict]) -> tuple[dict | None, list[str]]:
-    """Per example, over every seed and draw: the robust and clean scores (share right) and the
-    worst case (right in all); ``runs``: the robust score of each record (seed) alone, over its
-    draws. None, with a problem, if the arrays are missing or misfit."""
-    robust, clean, worst = [], [], None
+    """Per example, over every seed's scoring draws: the robust and clean scores (share right)
+    and the worst case (right in all); ``clean_select``: the clean image's selection-draw
+    score; ``runs``: each record's (seed's) per-example selection and scoring means. None, with
+    a problem, if the arrays are missing or misfit."""
+    robust, clean, clean_sel, runs, worst = [], [], [], [], None
     for r in records:
         try:
             ex = store.load_examples(r["key"])
             adv, cl = np.asarray(ex["adv"], bool), np.asarray(ex["clean"], bool)
+            adv_sel = np.asarray(ex["adv_select"], bool)
+            cl_sel = np.asarray(ex["clean_select"], bool)
         except (OSError, KeyError, ValueError, UserError) as exc:
             return None, [f"record {r['key']}: no per-example arrays ({exc})"]
-        rob = adv & cl
-        if worst is not None and rob.shape[1] != worst.shape[0]:
-            msg = (f"record {r['key']}: per-example arrays of shape {rob.shape} do not match "
+        if worst is not None and adv.shape[1] != worst.shape[0]:
+            msg = (f"record {r['key']}: per-example arrays of shape {adv.shape} do not match "
                    f"{worst.shape}")
             return None, [msg]
-        robust.append(rob)
+        robust.append(adv)
         clean.append(cl)
-        worst = rob.all(0) if worst is None else worst & rob.all(0)
+        clean_sel.append(cl_sel)
+        runs.append({"select": adv_sel.mean(0), "score": adv.mean(0)})
+        worst = adv.all(0) if worst is None else worst & adv.all(0)
     return {"robust": np.concatenate(robust).mean(0), "clean": np.concatenate(clean).mean(0),
-            "worst": worst, "runs": [rob.mean(0) for rob in robust]}, []
+            "clean_select": np.concatenate(clean_sel).mean(0), "worst": worst,
+            "runs": runs}, []
 
 
 def make_cell(store: ResultStore, suite: str, variants: list[Variant]) -> Cell:
-    """Strongest = lowest mean accuracy; ties go to more seeds, then more examples."""
-    ranked = sorted(variants, key=lambda v: (v.mean, -len(v.records), -int(v.records[0]["n"]),
+    """Strongest = lowest mean on selection draws; ties go to more seeds, then more examples."""
+    ranked = sorted(variants, key=lambda v: (v.select_mean, -len(v.records),
+                                             -int(v.records[0]["n"]),
                                              json.dumps(v.ident, sort_keys=True)))
     scores, problems = example_scores(store, ranked[0].records)
     worst = float(scores["worst"].mean()) if scores else math.nan

@@ -31,8 +31,14 @@ class Gain:
 
     @property
     def unmatched(self) -> tuple[str, ...]:
-        """The columns the undefended row has and the defended one lacks."""
-        return tuple(suite_column(s) for s in sorted(set(self.base.cells) - set(self.row.cells)))
+        """The columns the undefended row has and the defended one lacks, and within a shared
+        column the attacks (AutoAttack's members) the undefended row faced and it did not."""
+        out = [suite_column(s) for s in sorted(set(self.base.cells) - set(self.row.cells))]
+        for s in sorted(set(self.base.cells) & set(self.row.cells)):
+            lack = sorted(self.base.cells[s].attacks - self.row.cells[s].attacks)
+            if lack:
+                out.append(f"{'/'.join(a.upper() for a in lack)} in {suite_column(s)}")
+        return tuple(out)
 
     # what the table's columns (``columns.py``) read
     @property
@@ -86,8 +92,8 @@ def paired_gains(rows: list[Row]) -> list[Gain]:
         clean_row, clean_base = _clean_scores(row), _clean_scores(base)
         clean = clean_row - clean_base if clean_row is not None and clean_base is not None \
             else np.full_like(robust, np.nan)
-        gains.append(Gain(row, base, float(robust.mean()), bootstrap(robust),
-                          float(clean.mean()), bootstrap(clean)))
+        gains.append(Gain(row, base, float(robust.mean()), bootstrap(robust, bounds=(-1, 1)),
+                          float(clean.mean()), bootstrap(clean, bounds=(-1, 1))))
     return gains
 
 

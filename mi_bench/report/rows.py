@@ -2,8 +2,9 @@
 suite, each cell the strongest attack setting with per-example scores and 95% intervals.
 
 Rules: a row never mixes image sets (every column on the same images); among records that differ
-only in attack settings (steps, EOT, K, surrogate, ...) the strongest (lowest mean accuracy) is
-the cell and the notes say what it beat; records of an older protocol are left out.
+only in attack settings (steps, EOT, K, surrogate, ...) the strongest (lowest mean on selection
+draws) is the cell and the notes say what it beat (on scoring draws); records of an older
+protocol are left out.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mi_bench.attacks.draws import worst_scores
 from mi_bench.attacks.registry import find_suite, get_suite, suite_names
 from mi_bench.defenses import defense_family, defense_randomized
 from mi_bench.errors import UserError
@@ -105,10 +107,16 @@ class Row:
 
     @property
     def worst_scores(self) -> np.ndarray | None:
-        """Per image the lowest robust score over every attack run of the row: each seed of
-        each variant of each column (None without arrays)."""
-        scores = [s for c in self.cells.values() for s in c.all_robust]
-        return np.min(np.stack(scores), axis=0) if scores else None
+        """Per image the scoring-draw score of the candidate lowest on selection draws, among
+        the clean image and every attack run of the row: each seed of each variant of each
+        column (None without arrays). No scoring draw takes part in the choice."""
+        runs = [r for c in self.cells.values() for r in c.all_robust]
+        main = self.main_cell
+        if not runs or main is None or main.scores is None:
+            return None
+        select = [main.scores["clean_select"], *(r["select"] for r in runs)]
+        score = [main.scores["clean"], *(r["score"] for r in runs)]
+        return worst_scores(np.stack(select), np.stack(score))
 
     @property
     def worst_over_attacks(self) -> tuple[float, tuple[float, float]] | None:

@@ -21,7 +21,7 @@ from mi_bench.results import ResultStore, record_key
 from mi_bench.sweep.spec import AXES, Grid, Spec, Store
 
 # the defaults of ``mi-bench attack``: a job and the same command line make the same record
-ATTACK_DEFAULTS = {"norm": "Linf", "eval_repeats": 5, "batch_size": 50, "max_batch": 64,
+ATTACK_DEFAULTS = {"norm": "Linf", "eval_repeats": 5, "select_repeats": 8, "batch_size": 50, "max_batch": 64,
                    "attack_draws": 3, "loss": "ce", "restarts": 1, "variant": "pgd",
                    "targeted": False, "sanity": True}
 MI_SETTINGS = {"mi_n": "n_samples", "mi_lambda": "lam", "mi_pool": "pool_split",
@@ -86,7 +86,7 @@ def attack_config(s: dict[str, Any], seeds: list[int], data_dir: str | None) -> 
     return AttackConfig(
         checkpoint=v["checkpoint"], defense=v["defense"], suite=v["suite"], eps=eps,
         eps_label=label, norm=v["norm"], n_examples=v["n"], seeds=list(seeds),
-        eval_repeats=v["eval_repeats"], batch_size=v["batch_size"], data_dir=data_dir,
+        eval_repeats=v["eval_repeats"], select_repeats=v["select_repeats"], batch_size=v["batch_size"], data_dir=data_dir,
         defense_opts=opts, attack_draws=draws, max_batch=v["max_batch"],
         aa_version=v.get("aa_version"), aa_attacks=v.get("aa_attacks"), steps=v.get("steps"),
         step_size=step[1] if step else None, loss=v["loss"], restarts=v["restarts"],
@@ -184,8 +184,9 @@ def _job(number: int, cell: Cell, seed: int, run: AttackRun) -> Job:
     c = run.cfg
     key = record_key(run.identity(seed))
     job = Job(number, cell, seed, key, batches=math.ceil(c.n_examples / c.batch_size))
-    job.attack_passes = c.n_examples * run.suite(run.attack_model(seed)).passes_per_image()
-    job.eval_passes = c.n_examples * run.eval_passes_per_image()
+    suite = run.suite(run.attack_model(seed))
+    job.attack_passes = c.n_examples * suite.passes_per_image()
+    job.eval_passes = c.n_examples * run.eval_passes_per_image(suite)
     job.attack_model = c.surrogate if c.suite == "transfer" else c.checkpoint or "mixup"
     if run.store.has(key):
         job.status = "done"

@@ -169,7 +169,8 @@ AXIS_CHECKS: dict[str, Callable[[Any], Any]] = {
 }
 # setting -> check of one value (a list of values is one more axis)
 SETTING_CHECKS: dict[str, Callable[[Any], Any]] = {
-    "norm": _choice(NORMS), "eval_repeats": _int(1), "batch_size": _int(1), "max_batch": _int(1),
+    "norm": _choice(NORMS), "eval_repeats": _int(1), "select_repeats": _int(1),
+    "batch_size": _int(1), "max_batch": _int(1),
     "attack_draws": _int(1), "attack_mi_samples": _int(1), "defense_opt": _defense_opt,
     "aa_version": _choice(AA_VERSIONS), "aa_attacks": _aa_attacks,
     "steps": _int(1), "step_size": _eps, "loss": _choice(LOSSES), "restarts": _int(1),

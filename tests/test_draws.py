@@ -1,0 +1,159 @@
+"""Choose on selection draws, report on scoring draws (``attacks/draws.py``).
+
+A synthetic randomized classifier whose probability of being right on each image is known
+exactly, and that no attack can move: the minimum over many runs on the draws that chose it
+lands well below the truth; the harness's numbers land within their intervals of it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mi_bench.attacks import runner as runner_module
+from mi_bench.attacks.draws import Draws, keep_worst, stream, worst_scores
+from mi_bench.attacks.runner import AttackConfig, AttackRun
+from mi_bench.data import load_sample
+from mi_bench.defenses import registry
+from mi_bench.defenses.registry import Defense, register
+from mi_bench.report.rows import collect_rows, read_records
+from mi_bench.results import ResultStore
+
+N_IMAGES = 60
+TEST = load_sample("test").head(N_IMAGES)
+# the known truth: image i is classified right with probability P[i] in every draw
+P = np.linspace(0.2, 0.8, N_IMAGES)[np.random.default_rng(0).permutation(N_IMAGES)]
+
+
+class KnownP(nn.Module):
+    """Finds the stored image nearest to its input (an attack within eps cannot change which)
+    and answers its label with probability P[i], another class otherwise: fresh per call."""
+
+    randomized = True
+
+    def __init__(self, generator: torch.Generator):
+        super().__init__()
+        self.images = TEST.float_images().flatten(1)
+        self.labels = TEST.labels
+        self.p = torch.as_tensor(P, dtype=torch.float32)
+        self.generator = generator
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        i = torch.cdist(x.detach().flatten(1).float(), self.images).argmin(1)
+        right = torch.rand(len(i), generator=self.generator) < self.p[i]
+        label = torch.where(right, self.labels[i], (self.labels[i] + 1) % 10)
+        probs = 0.9 * F.one_hot(label, 10).float() + 0.01
+        return probs + 0 * x.flatten(1)[:, :1]  # a gradient path, so attacks run
+
+
+@pytest.fixture()
+def known_p():
+    @register("test-known-p")
+    class Known(Defense):
+        randomized = True
+        family = "other"
+
+        def __init__(self, name, card, options, data_dir=None):
+            super().__init__(name)
+
+        def settings(self):
+            return {"p": "linspace(0.2, 0.8)"}
+
+        def passes_per_call(self, draws=None):
+            return 1
+
+        def wrap(self, model, seed, draws=None, max_batch=64):
+            return KnownP(torch.Generator().manual_seed(int(seed) % 2**63))
+
+    yield "test-known-p"
+    registry._REGISTRY.pop("test-known-p")
+
+
+def _run(tmp_path, ckpt, suite="pgd", seeds=(0,), **kw) -> list[dict]:
+    cfg = AttackConfig(checkpoint=str(ckpt), defense=kw.pop("defense", "test-known-p"),
+                       suite=suite, eps=1 / 255, eps_label="1/255", n_examples=N_IMAGES,
+                       batch_size=30, eval_repeats=5, select_repeats=8, steps=1,
+                       seeds=list(seeds), sanity=False, **kw)
+    run = AttackRun(cfg, ResultStore(tmp_path / "store"), progress=False, log=lambda m: None)
+    return [run.run_seed(s) for s in cfg.seeds]
+
+
+def test_minimum_on_the_choosing_draws_is_biased_low_the_harness_is_not(tmp_path, known_p,
+                                                                         tiny_checkpoint):
+    truth = float(P.mean())  # no point can move: the robust accuracy is the clean one
+    recs = _run(tmp_path, tiny_checkpoint, seeds=range(10))
+    store, records = read_records(tmp_path / "store")
+    ex = [store.load_examples(r["key"]) for r in recs]
+    # the old way: per image the lowest mean over runs, read on the draws that chose it
+    naive = np.min(np.stack([e["adv_select"].mean(0) for e in ex]), axis=0).mean()
+    assert naive < truth - 0.15, (naive, truth)
+    (row,) = collect_rows(store, records)
+    cell = row.cells["pgd"]
+    lo, hi = cell.ci
+    assert lo <= truth <= hi and lo <= cell.mean <= hi, (cell.mean, cell.ci, truth)
+    worst, (wlo, whi) = row.worst_over_attacks
+    assert wlo <= truth <= whi, (worst, (wlo, whi), truth)
+    assert abs(worst - truth) < 0.06 and naive < wlo  # the naive minimum is outside it
+    for r in recs:  # and each record's own number
+        assert abs(r["robust_acc"] - truth) < 0.08, (r["robust_acc"], truth)
+
+
+def test_no_choice_reads_the_scoring_draws(tmp_path, known_p, tiny_checkpoint, monkeypatch):
+    kw = {"suite": "autoattack", "aa_version": "ensemble", "eot_iter": 1, "attack_draws": 1,
+          "aa_attacks": ["apgd-ce", "eot-pgd-margin"]}
+    (a,) = _run(tmp_path / "a", tiny_checkpoint, **kw)
+    original = stream
+
+    def shifted(identity, batch, role, candidate=0):  # other scoring draws, same selection
+        return original(identity + ("!" if role == "score" else ""), batch, role, candidate)
+
+    monkeypatch.setattr(runner_module, "stream", shifted)
+    (b,) = _run(tmp_path / "b", tiny_checkpoint, **kw)
+    ea = ResultStore(tmp_path / "a" / "store").load_examples(a["key"])
+    eb = ResultStore(tmp_path / "b" / "store").load_examples(b["key"])
+    assert a["key"] == b["key"]
+    assert not np.array_equal(ea["adv"], eb["adv"]), "the scoring draws did change"
+    # every choice is the same: the kept candidate, which points each member attacked
+    for k in ("chosen", "adv_select", "clean_select", "member_apgd-ce", "member_eot-pgd-margin"):
+        if k.startswith("member_"):
+            assert np.array_equal(np.isnan(ea[k]), np.isnan(eb[k])), k
+        else:
+            assert np.array_equal(ea[k], eb[k]), k
+    assert a["ensemble"]["apgd-ce"]["wins"] == b["ensemble"]["apgd-ce"]["wins"]
+
+
+def test_scoring_draws_of_two_records_of_one_seed_are_independent(tmp_path, known_p,
+                                                                  tiny_checkpoint):
+    (pgd,) = _run(tmp_path, tiny_checkpoint, suite="pgd")
+    (eot,) = _run(tmp_path, tiny_checkpoint, suite="eot-pgd", eot_iter=1, attack_draws=1)
+    store = ResultStore(tmp_path / "store")
+    a, b = (store.load_examples(r["key"]) for r in (pgd, eot))
+    # where each record kept its own point (not the clean image, a candidate both share), the
+    # same images with the same P: independent draws agree with probability p^2 + (1-p)^2,
+    # shared draws always
+    own = (a["chosen"] == 1) & (b["chosen"] == 1)
+    assert own.sum() >= 10
+    expect = float(np.mean(P[own] ** 2 + (1 - P[own]) ** 2))
+    for x, y in ((a["adv"], b["adv"]), (a["adv"], a["clean"])):
+        agree = float((x[:, own] == y[:, own]).mean())
+        assert abs(agree - expect) < 0.1, (agree, expect)
+    # the clean image's selection and scoring draws: independent too
+    agree = float((a["clean_select"][:5] == a["clean"]).mean())
+    assert abs(agree - float(np.mean(P ** 2 + (1 - P) ** 2))) < 0.1, agree
+    assert np.array_equal(a["clean"], b["clean"]), "the clean image's draws are shared"
+
+
+def test_keep_worst_chooses_on_selection_draws_only():
+    x = Draws([[1, 1, 0]], [[1, 0, 0]])
+    point = Draws([[0, 1, 1]], [[1, 1, 1]])
+    best, which = keep_worst([x, point])
+    # lower on selection; a tie with the clean image goes to the point
+    assert which.tolist() == [1, 1, 0]
+    assert best.score.tolist() == [[1, 1, 0]]
+    # the candidate lowest on selection (row 0 the clean image), read on its scoring draws
+    assert worst_scores([[0.5, 0.2, 0.0], [0.1, 0.9, 0.0], [0.1, 0.9, 0.0]],
+                        [[1.0, 0.3, 0.4], [0.6, 0.0, 0.1], [0.7, 0.0, 0.2]]).tolist() == [0.6, 0.3, 0.1]
+    assert stream("k", 0, "score") != stream("k", 0, "select") != stream("k", 1, "select")
