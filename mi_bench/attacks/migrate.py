@@ -66,9 +66,6 @@ def upgrade(record: dict, arrays: dict[str, np.ndarray]) -> tuple[dict, dict[str
                             "stored result; regenerate it")
         new["ensemble"] = summary
     out["chosen"] = chosen
-    for k in ("own",):
-        if k in arrays:
-            out[k] = arrays[k]
     new.update(protocol=PROTOCOL, **ADDED)
     new["robust_acc"] = float(adv.mean())
     new["robust_worst_acc"] = float(adv.all(0).mean())
