@@ -10,24 +10,10 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 
-from mi_bench.attacks.runner import AttackConfig, AttackRun
+from _autoattack import measure
+
 from mi_bench.results import ResultStore
-
-
-def measure(version: str, args, store: ResultStore) -> dict:
-    cfg = AttackConfig(checkpoint=args.checkpoint, defense=args.defense, suite="autoattack",
-                       aa_version=version, eps=8 / 255, eps_label="8/255", n_examples=args.n,
-                       batch_size=args.n, eval_repeats=5, eot_iter=args.eot, attack_draws=1,
-                       data_dir=args.data_dir, sanity=False)
-    run = AttackRun(cfg, store, progress=False, log=lambda m: None)
-    t0 = time.perf_counter()
-    rec = run.run_seed(0)
-    wall = time.perf_counter() - t0
-    passes = rec["forwards"] + rec["backwards"]
-    return {"version": version, "robust": rec["robust_acc"], "passes_per_image": passes / args.n,
-            "seconds_per_image": wall / args.n}
 
 
 def main() -> None:
@@ -38,8 +24,10 @@ def main() -> None:
     ap.add_argument("--eot", type=int, default=5)
     ap.add_argument("--data-dir", default=None)
     args = ap.parse_args()
+    common = {"checkpoint": args.checkpoint, "defense": args.defense, "n": args.n,
+              "eot": args.eot, "data_dir": args.data_dir}
     with tempfile.TemporaryDirectory() as tmp:
-        rows = [measure(v, args, ResultStore(tmp)) for v in ("rand", "ensemble")]
+        rows = [measure(ResultStore(tmp), version=v, **common) for v in ("rand", "ensemble")]
     print(f"{args.checkpoint} + {args.defense}, 8/255, {args.n} images, EOT {args.eot}, K = 1")
     for r in rows:
         print(f"  {r['version']:<9} robust {100 * r['robust']:5.1f}%  "

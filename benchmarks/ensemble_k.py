@@ -10,24 +10,10 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 
-from mi_bench.attacks.runner import AttackConfig, AttackRun
+from _autoattack import measure
+
 from mi_bench.results import ResultStore
-
-
-def measure(k: int, args, store: ResultStore) -> dict:
-    cfg = AttackConfig(checkpoint=args.checkpoint, defense=args.defense, suite="autoattack",
-                       aa_version="ensemble", eps=8 / 255, eps_label="8/255", n_examples=args.n,
-                       batch_size=args.n, eval_repeats=5, eot_iter=args.eot, attack_draws=k,
-                       data_dir=args.data_dir, sanity=False)
-    run = AttackRun(cfg, store, progress=False, log=lambda m: None)
-    t0 = time.perf_counter()
-    rec = run.run_seed(0)
-    wall = time.perf_counter() - t0
-    return {"k": k, "robust": rec["robust_acc"],
-            "passes_per_image": (rec["forwards"] + rec["backwards"]) / args.n,
-            "seconds_per_image": wall / args.n}
 
 
 def main() -> None:
@@ -39,8 +25,10 @@ def main() -> None:
     ap.add_argument("--eot", type=int, default=5)
     ap.add_argument("--data-dir", default=None)
     args = ap.parse_args()
+    common = {"checkpoint": args.checkpoint, "defense": args.defense, "n": args.n,
+              "eot": args.eot, "data_dir": args.data_dir}
     with tempfile.TemporaryDirectory() as tmp:
-        rows = [measure(k, args, ResultStore(tmp)) for k in (1, args.k)]
+        rows = [measure(ResultStore(tmp), k=k, **common) for k in (1, args.k)]
     print(f"{args.checkpoint} + {args.defense}, 8/255, the ensemble (EOT {args.eot}), "
           f"{args.n} images")
     for r in rows:

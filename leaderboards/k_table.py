@@ -1,6 +1,8 @@
 """Print the K table of issue #18 from a result store: per (row, suite, K) the held-out robust
-accuracy (scoring draws) with its 95% interval over images, and the passes and seconds each
-image cost::
+accuracy (scoring draws) with its 95% interval over images, the paired difference per image
+against the largest K on the same images, and the passes and seconds each image cost. Then,
+per (row, attack), the K the headline's MI rows run at: the smallest K whose number lies inside
+the interval of the largest K (30), and not below 15::
 
     python leaderboards/k_table.py leaderboards/results/k_table/store
 """
@@ -8,8 +10,9 @@ image cost::
 from __future__ import annotations
 
 import argparse
+from collections import defaultdict
 
-from mi_bench.intervals import interval
+from mi_bench.intervals import bootstrap, interval
 from mi_bench.report.cells import example_scores
 from mi_bench.report.rows import read_records
 
@@ -21,25 +24,55 @@ def main() -> None:
     store, records = read_records(a.store)
     if not records:
         raise SystemExit(f"error: no current-protocol records in {a.store}")
-    print("| model + defense | attack | K | n | robust (held out) [95%] | passes per image | "
-          "seconds per image |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    key = (lambda r: (r["checkpoint"], r["defense"], r["suite"], r.get("attack_draws") or 0))
-    for r in sorted(records, key=key):
+    groups = defaultdict(dict)  # (row, attack) -> K -> (record, scores)
+    for r in records:
         scores, problems = example_scores(store, [r])
         if scores is None:
             print(f"<!-- {problems} -->")
             continue
-        lo, hi = interval(scores["robust"])
-        attack = r["suite"] if r["suite"] != "autoattack" else "ensemble"
-        if r["suite"] == "eot-pgd":
-            attack = f"EOT-PGD-{r['attack']['steps']} ({r['attack']['loss']}, EOT " \
-                     f"{r['attack']['eot_iter']})"
-        passes = (r["forwards"] + r["backwards"]) / r["n"]
-        print(f"| {r['checkpoint']} + {r['defense']} | {attack} | {r.get('attack_draws')} | "
-              f"{r['n']} | {100 * r['robust_acc']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}] | "
-              f"{passes:,.0f} | {r['seconds'] / r['n']:.2f} |")
+        groups[(f"{r['checkpoint']} + {r['defense']}", _attack(r))][r.get("attack_draws") or 1] = \
+            (r, scores["robust"])
+    print("| model + defense | attack | K | n | robust (held out) [95%] | minus largest K "
+          "[95%, paired] | passes per image | seconds per image |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    choices = []
+    for (row, attack), by_k in sorted(groups.items()):
+        top = max(by_k)
+        ref = by_k[top][1]
+        for k in sorted(by_k):
+            r, robust = by_k[k]
+            lo, hi = interval(robust)
+            diff = "-"
+            if k != top and robust.shape == ref.shape:
+                d = robust - ref
+                dlo, dhi = bootstrap(d, bounds=(-1.0, 1.0))
+                diff = f"{100 * d.mean():+.1f} [{100 * dlo:+.1f}, {100 * dhi:+.1f}]"
+            passes = (r["forwards"] + r["backwards"]) / r["n"]
+            print(f"| {row} | {attack} | {k} | {r['n']} | {100 * robust.mean():.1f} "
+                  f"[{100 * lo:.1f}, {100 * hi:.1f}] | {diff} | {passes:,.0f} | "
+                  f"{r['seconds'] / r['n']:.2f} |")
+        choices.append(f"{row}, {attack}: " + _choice(by_k, top))
+    print()
+    for line in choices:
+        print(f"- {line}")
 
+
+def _attack(r: dict) -> str:
+    if r["suite"] == "eot-pgd":
+        a = r["attack"]
+        return f"EOT-PGD-{a['steps']} ({a['loss']}, EOT {a['eot_iter']})"
+    return "ensemble" if r["suite"] == "autoattack" else r["suite"]
+
+
+def _choice(by_k: dict, top: int) -> str:
+    """The issue's rule: the smallest K inside the largest K's interval, and not below 15."""
+    if top < 30:
+        return f"K = 30 not run (largest K {top}): no choice yet"
+    lo, hi = interval(by_k[top][1])
+    inside = [k for k in sorted(by_k) if lo <= by_k[k][1].mean() <= hi]
+    k = max(15, inside[0])
+    return (f"K = {k} (K inside K = {top}'s interval [{100 * lo:.1f}, {100 * hi:.1f}]: "
+            f"{', '.join(map(str, inside))})")
 
 if __name__ == "__main__":
     main()

@@ -73,11 +73,14 @@ def cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
 
 def expected_passes() -> list[int]:
     """By hand: n = 8 images x (attack passes + evaluation passes) per image."""
-    # clean + adversarial, S = 8 selection and R = 2 scoring draws of N + 1 forwards (MI)
-    none_eval, mi_eval = 2 * 1, 2 * (8 + 2) * (4 + 1)
+    # one point: S = 8 selection and R = 2 scoring draws of N + 1 forwards (MI), or 1 forward
+    none_eval, mi_eval = 1, (8 + 2) * (4 + 1)
     pgd = 2  # 2 steps on the base model, one gradient each
     eot = [2 * 2 * (1 + k) for k in (1, 2)]  # 2 steps x EOT 2 through MI with K partners
-    return ([8 * (pgd + none_eval)] * 4 + [8 * (pgd + mi_eval)] * 4
+    # the clean draws depend on (defense, seed), not on eps or the attack: the first job of
+    # each (defense, seed) pays for them, and the rest read them from the cache
+    return ([8 * (pgd + 2 * none_eval)] * 2 + [8 * (pgd + none_eval)] * 2
+            + [8 * (pgd + 2 * mi_eval)] * 2 + [8 * (pgd + mi_eval)] * 2
             + [8 * (e + mi_eval) for e in eot])
 
 

@@ -42,30 +42,17 @@ def upgrade(record: dict, arrays: dict[str, np.ndarray]) -> tuple[dict, dict[str
     adv = np.asarray(arrays["adv"], bool) & clean
     members = [m for m in (record.get("attack") or {}).get("attacks") or []
                if f"adv_{m}" in arrays]
-    # the point is kept unless the clean image is strictly lower (wrong where the point is right)
-    chosen = np.where(~clean[0] & np.asarray(arrays["adv"], bool)[0], 0, 1).astype(np.int16)
     out = {"clean": clean, "clean_select": clean, "adv": adv, "adv_select": adv}
     new = {k: v for k, v in record.items() if k != "key"}
-    if members:  # replay the ensemble: member i attacks what is still right, breaks some
-        alive, chosen = clean[0].copy(), np.zeros(clean.shape[1], dtype=np.int16)
-        summary = {}
-        for i, m in enumerate(members, 1):
-            mine = np.asarray(arrays[f"adv_{m}"], bool)[0]
-            own = np.where(alive, mine, np.nan).astype(np.float32)
-            broken = alive & ~mine
-            # the first point replaces the clean image on a tie too; later ones when lower
-            won = alive.copy() if i == 1 else broken
-            chosen[won] = i
-            alive &= mine
-            out[f"member_{m}"] = own
-            attacked = ~np.isnan(own)
-            summary[m] = {"own_acc": float(own[attacked].mean()) if attacked.any() else None,
-                          "attacked": int(attacked.sum()), "wins": int(won.sum())}
+    if members:
+        alive, out["chosen"], own, new["ensemble"] = _replay(members, arrays, clean[0])
         if not np.array_equal(alive, adv[0]):
             raise UserError(f"record {record['key']}: replaying its members does not give its "
                             "stored result; regenerate it")
-        new["ensemble"] = summary
-    out["chosen"] = chosen
+        out.update({f"member_{m}": a for m, a in own.items()})
+    else:  # the point is kept unless the clean image is strictly lower (wrong, point right)
+        out["chosen"] = np.where(~clean[0] & np.asarray(arrays["adv"], bool)[0], 0, 1
+                                 ).astype(np.int16)
     new.update(protocol=PROTOCOL, **ADDED)
     new["robust_acc"] = float(adv.mean())
     new["robust_worst_acc"] = float(adv.all(0).mean())
@@ -73,6 +60,24 @@ def upgrade(record: dict, arrays: dict[str, np.ndarray]) -> tuple[dict, dict[str
     new["migrated_from"] = {"protocol": FROM_PROTOCOL, "key": record["key"]}
     new["key"] = record_key({k: new[k] for k in identity_fields(record)})
     return new, out
+
+
+def _replay(members: list[str], arrays: dict[str, np.ndarray], clean: np.ndarray):
+    """Replay the ensemble: member i attacks what is still right and breaks some. Returns what
+    stays right, the chosen candidate per image, each member's own scores, and the summary."""
+    alive, chosen = clean.copy(), np.zeros(clean.shape[0], dtype=np.int16)
+    own, summary = {}, {}
+    for i, m in enumerate(members, 1):
+        mine = np.asarray(arrays[f"adv_{m}"], bool)[0]
+        own[m] = np.where(alive, mine, np.nan).astype(np.float32)
+        # the first point replaces the clean image on a tie too; later ones when lower
+        won = alive.copy() if i == 1 else alive & ~mine
+        chosen[won] = i
+        alive &= mine
+        attacked = ~np.isnan(own[m])
+        summary[m] = {"own_acc": float(own[m][attacked].mean()) if attacked.any() else None,
+                      "attacked": int(attacked.sum()), "wins": int(won.sum())}
+    return alive, chosen, own, summary
 
 
 def identity_fields(record: dict) -> list[str]:

@@ -151,12 +151,13 @@ class AttackRun:
             ident["surrogate_sha256"] = self.surrogate_card.get("sha256")
         return ident
 
-    def eval_passes_per_image(self, suite: Suite) -> int:
+    def eval_passes_per_image(self, suite: Suite, clean: bool = True) -> int:
         """Clean and adversarial evaluation: S + R draws of the defense each (1 if
-        deterministic), for the clean image and the suite's point (the ensemble: each member's)."""
+        deterministic), for the suite's point (the ensemble: each member's) and, unless another
+        record already paid for them (``clean=False``: they are cached), the clean image."""
         c = self.cfg
         repeats = c.select_repeats + c.eval_repeats if self.defense.randomized else 1
-        points = 1 + max(1, len(getattr(suite, "members", ())))
+        points = int(clean) + max(1, len(getattr(suite, "members", ())))
         return points * repeats * self.defense.passes_per_prediction()
 
     # -- sanity checks ----------------------------------------------------------------------
@@ -313,6 +314,10 @@ class AttackRun:
                "seconds": np.float64(time.time() - t0),
                "warnings": np.array(suite.warnings, dtype=str), **outcome.extras}
         return out
+
+    def clean_key(self, ident: dict) -> str:
+        """What the clean draws of a record depend on: records that share it share them."""
+        return record_key({k: ident[k] for k in CLEAN_IDENTITY})
 
     def _clean(self, ident: dict, lo: int, hi: int, x: torch.Tensor, y: torch.Tensor
                ) -> tuple[Draws, int]:

@@ -163,6 +163,7 @@ def plan(spec: Spec, data_dir: str | None = None, only: list[str] | None = None)
     check_models(spec, grids)
     jobs: list[Job] = []
     seen: dict[tuple[str, str], int] = {}
+    clean_paid: set[tuple[str, str, int]] = set()  # the clean draws are evaluated once, cached
     for grid in grids:
         for cell in expand(spec, grid):
             try:
@@ -172,21 +173,24 @@ def plan(spec: Spec, data_dir: str | None = None, only: list[str] | None = None)
                 raise UserError(f"{spec.path}: [[grid]] {grid.name!r} ({cell.label()}): "
                                 f"{exc}") from None
             for seed in cell.seeds:
-                job = _job(len(jobs) + 1, cell, seed, run)
+                shared = (str(cell.store.path), run.clean_key(run.identity(seed)),
+                          cell.config(data_dir).n_examples)
+                job = _job(len(jobs) + 1, cell, seed, run, clean=shared not in clean_paid)
                 if (str(cell.store.path), job.key) in seen:  # the same record twice: once
                     continue
                 seen[(str(cell.store.path), job.key)] = job.number
+                clean_paid.add(shared)
                 jobs.append(job)
     return jobs
 
 
-def _job(number: int, cell: Cell, seed: int, run: AttackRun) -> Job:
+def _job(number: int, cell: Cell, seed: int, run: AttackRun, clean: bool = True) -> Job:
     c = run.cfg
     key = record_key(run.identity(seed))
     job = Job(number, cell, seed, key, batches=math.ceil(c.n_examples / c.batch_size))
     suite = run.suite(run.attack_model(seed))
     job.attack_passes = c.n_examples * suite.passes_per_image()
-    job.eval_passes = c.n_examples * run.eval_passes_per_image(suite)
+    job.eval_passes = c.n_examples * run.eval_passes_per_image(suite, clean)
     job.attack_model = c.surrogate if c.suite == "transfer" else c.checkpoint or "mixup"
     if run.store.has(key):
         job.status = "done"

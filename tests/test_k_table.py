@@ -1,0 +1,36 @@
+"""The K table's rule (issue #18): the smallest K inside K = 30's interval, and not below 15."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+SCRIPT = Path(__file__).resolve().parents[1] / "leaderboards" / "k_table.py"
+
+
+def load():
+    spec = importlib.util.spec_from_file_location("k_table", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def scores(acc: float, n: int = 200) -> np.ndarray:
+    return (np.arange(n) < round(acc * n)).astype(float)
+
+
+def test_the_rule_takes_the_smallest_k_inside_the_interval_and_at_least_15():
+    k_table = load()
+    by_k = {1: (None, scores(0.40)), 5: (None, scores(0.34)), 15: (None, scores(0.33)),
+            30: (None, scores(0.32))}
+    # K = 30 reads 32.0 [25.9, 38.7] on 200 images: 5 and 15 lie inside, 1 (40.0) does not
+    assert k_table._choice(by_k, 30).startswith("K = 15 (K inside K = 30's interval")
+    assert "5, 15, 30" in k_table._choice(by_k, 30)
+    by_k[15] = (None, scores(0.45))  # 15 outside: still no smaller K than 15 is taken
+    assert k_table._choice(by_k, 30).startswith("K = 15 ")
+    by_k = {1: (None, scores(0.50)), 5: (None, scores(0.45)), 15: (None, scores(0.42)),
+            30: (None, scores(0.30))}  # only K = 30 itself lies inside its interval
+    assert k_table._choice(by_k, 30).startswith("K = 30 ")
+    assert "no choice" in k_table._choice({1: (None, scores(0.4))}, 1)
