@@ -446,7 +446,8 @@ def test_a_gain_needs_every_attack_of_the_undefended_row(tmp_path: Path,
     rep = build_report(tmp_path / "r", "robustbench:cifar10:Linf", root=board_root)
     (gain,) = paired_gains(rep.rows)
     assert gain.robust_ci[0] > 0 and gain.unmatched == ("adaptive",)
-    assert gain.verdict == "not shown: no adaptive on the defended row"
+    assert gain.verdict == ("gain against the attacks both rows faced (no adaptive on the "
+                            "defended row)")
     put(store, suite="autoattack", adv=[mi])
     rep = build_report(tmp_path / "r", "robustbench:cifar10:Linf", root=board_root)
     (gain,) = paired_gains(rep.rows)
@@ -465,6 +466,39 @@ def test_a_gain_needs_every_attack_inside_a_column_too(tmp_path: Path, board_roo
     (gain,) = paired_gains(rep.rows)
     assert gain.robust_ci[0] > 0 and gain.unmatched == ("FAB-T/SQUARE in adaptive",)
     assert gain.verdict.startswith("not shown: no FAB-T/SQUARE in adaptive")
+
+
+def test_the_gain_against_the_attacks_both_rows_faced(tmp_path: Path, board_root: Path) -> None:
+    """The bare row's standard AutoAttack (FAB-T, Square) is the lower of its two records; read
+    against only the attacks the defended row faced, the bare row is its other record, and the
+    gain is called on that, with the missing attacks named."""
+    store = ResultStore(tmp_path / "r")
+    ensemble, standard = ("apgd-ce", "apgd-dlr"), ("apgd-ce", "apgd-t", "fab-t", "square")
+    base, mi = [1] * 10 + [0] * 30, [1] * 18 + [0] * 22
+    put(store, suite="autoattack", defense="none", adv=[base], attacks=ensemble)
+    put(store, suite="autoattack", defense="none", adv=[[0] * 40], attacks=standard)
+    put(store, suite="autoattack", adv=[mi], attacks=ensemble)
+    rep = build_report(tmp_path / "r", "robustbench:cifar10:Linf", root=board_root)
+    (gain,) = paired_gains(rep.rows)
+    assert gain.unmatched == ("APGD-T/FAB-T/SQUARE in adaptive",)
+    assert gain.robust == pytest.approx(18 / 40) and gain.matched == pytest.approx(8 / 40)
+    assert gain.matched_ci[0] > 0
+    assert gain.verdict == ("gain against the attacks both rows faced (no APGD-T/FAB-T/SQUARE "
+                            "in adaptive on the defended row)")
+    assert "+20.00 [" in render_markdown(rep)
+    # against the attacks both faced the bare row is as strong: no gain is called
+    put(store, suite="autoattack", adv=[base], seed=1, attacks=ensemble)
+    rep = build_report(tmp_path / "r", "robustbench:cifar10:Linf", root=board_root)
+    (gain,) = paired_gains(rep.rows)
+    assert gain.matched == pytest.approx(0) and gain.verdict.startswith("not shown: no APGD-T")
+    # no run of the bare row uses only shared attacks: nothing to read against
+    store2 = ResultStore(tmp_path / "r2")
+    put(store2, suite="autoattack", defense="none", adv=[[0] * 40], attacks=standard)
+    put(store2, suite="autoattack", adv=[mi], attacks=ensemble)
+    rep = build_report(tmp_path / "r2", "robustbench:cifar10:Linf", root=board_root)
+    (gain,) = paired_gains(rep.rows)
+    assert gain.matched is None and gain.matched_text == "—"
+    assert gain.verdict.startswith("not shown: no APGD-T/FAB-T/SQUARE")
 
 
 def test_identical_rows_get_an_interval_not_a_point(tmp_path: Path, board_root: Path) -> None:

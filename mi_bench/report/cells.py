@@ -105,11 +105,8 @@ class Cell:
     @property
     def attacks(self) -> set[str]:
         """Every attack this cell's records ran (AutoAttack's members; else the suite)."""
-        out = set()
-        for v in (self.chosen, *self.others):
-            for r in v.records:
-                out.update((r.get("attack") or {}).get("attacks") or [self.suite])
-        return out
+        return {a for v in (self.chosen, *self.others) for r in v.records
+                for a in record_attacks(r)}
 
     def choice_note(self) -> str:
         """Which setting won when several were run ('' when only one was)."""
@@ -139,10 +136,16 @@ def _plain(text: str | None) -> str:
     return str(value)
 
 
+def record_attacks(record: dict) -> list[str]:
+    """The attacks a record ran: AutoAttack's members, else its suite."""
+    return (record.get("attack") or {}).get("attacks") or [record["suite"]]
+
+
 def example_scores(store: ResultStore, records: list[dict]) -> tuple[dict | None, list[str]]:
     """Per example, over every seed's scoring draws: the robust and clean scores (share right)
     and the worst case (right in all); ``clean_select``: the clean image's selection-draw
-    score; ``runs``: each record's (seed's) per-example selection and scoring means. None, with
+    score; ``runs``: each record's (seed's) per-example selection and scoring means and the
+    attacks it ran. None, with
     a problem, if the arrays are missing or misfit."""
     robust, clean, clean_sel, runs, worst = [], [], [], [], None
     for r in records:
@@ -160,7 +163,8 @@ def example_scores(store: ResultStore, records: list[dict]) -> tuple[dict | None
         robust.append(adv)
         clean.append(cl)
         clean_sel.append(cl_sel)
-        runs.append({"select": adv_sel.mean(0), "score": adv.mean(0)})
+        runs.append({"select": adv_sel.mean(0), "score": adv.mean(0),
+                     "attacks": frozenset(record_attacks(r))})
         worst = adv.all(0) if worst is None else worst & adv.all(0)
     return {"robust": np.concatenate(robust).mean(0), "clean": np.concatenate(clean).mean(0),
             "clean_select": np.concatenate(clean_sel).mean(0), "worst": worst,

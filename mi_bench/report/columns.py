@@ -262,6 +262,7 @@ for _column in (
     Column("where", "eps", lambda g: g.row.where),
     Column("gain_worst", "worst over attacks: defended − undefended", lambda g: g.robust_text),
     Column("gain_clean", "clean: defended − undefended", lambda g: g.clean_text),
+    Column("gain_matched", "worst over attacks, same attacks", lambda g: g.matched_text),
     Column("verdict", "verdict (worst over attacks)", lambda g: g.verdict),
     # the console summary of ``mi-bench attack`` (items: one configured run's seeds)
     Column("suite_run", "suite", lambda r: r.suite_text),

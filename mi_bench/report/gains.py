@@ -6,12 +6,14 @@ The gain here is per image: the defended row's score minus the undefended row's,
 over attacks and for clean accuracy, with a bootstrap interval over images of that difference.
 Only rows of one model, threat, eps and image set are paired, so every image meets itself.
 A defended row that missed an attack its undefended row faced is compared against a stronger
-set of attacks, so its positive difference is not called a gain.
+set of attacks, so its positive difference is not called a gain; the difference against the
+undefended row restricted to the attacks both rows faced is reported beside it, and is what a
+gain is then called on, with the missing attacks named.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -28,6 +30,10 @@ class Gain:
     robust_ci: tuple[float, float]
     clean: float
     clean_ci: tuple[float, float]
+    # the same difference with the undefended row's runs limited to the attacks both rows faced
+    # (equal to ``robust`` when nothing is unmatched; None when no such run is left)
+    matched: float | None = None
+    matched_ci: tuple[float, float] | None = None
 
     @property
     def unmatched(self) -> tuple[str, ...]:
@@ -62,13 +68,22 @@ class Gain:
         return _signed(self.clean, self.clean_ci)
 
     @property
+    def matched_text(self) -> str:
+        return "—" if self.matched is None else _signed(self.matched, self.matched_ci)
+
+    @property
     def verdict(self) -> str:
         lo, hi = self.robust_ci
         if hi < 0:
             return "loss"  # more attacks on the defended row could only widen it
-        if lo > 0 and self.unmatched:
-            return f"not shown: no {', '.join(self.unmatched)} on the defended row"
-        return "gain" if lo > 0 else "no difference shown"
+        if not self.unmatched:
+            return "gain" if lo > 0 else "no difference shown"
+        missing = f"no {', '.join(self.unmatched)} on the defended row"
+        if self.matched_ci is not None and self.matched_ci[0] > 0:
+            return f"gain against the attacks both rows faced ({missing})"
+        if self.matched_ci is not None and self.matched_ci[1] < 0:
+            return f"loss against the attacks both rows faced ({missing})"
+        return f"not shown: {missing}" if lo > 0 else "no difference shown"
 
 
 def _clean_scores(row: Row) -> np.ndarray | None:
@@ -92,9 +107,22 @@ def paired_gains(rows: list[Row]) -> list[Gain]:
         clean_row, clean_base = _clean_scores(row), _clean_scores(base)
         clean = clean_row - clean_base if clean_row is not None and clean_base is not None \
             else np.full_like(robust, np.nan)
-        gains.append(Gain(row, base, float(robust.mean()), bootstrap(robust, bounds=(-1, 1)),
-                          float(clean.mean()), bootstrap(clean, bounds=(-1, 1))))
+        gain = Gain(row, base, float(robust.mean()), bootstrap(robust, bounds=(-1, 1)),
+                    float(clean.mean()), bootstrap(clean, bounds=(-1, 1)))
+        gains.append(_with_matched(gain, worst[id(row)]))
     return gains
+
+
+def _with_matched(gain: Gain, worst_row: np.ndarray) -> Gain:
+    """The gain with the undefended row read against the attacks the defended row faced."""
+    if not gain.unmatched:
+        return replace(gain, matched=gain.robust, matched_ci=gain.robust_ci)
+    faced = {s: c.attacks for s, c in gain.row.cells.items()}
+    if not any(r["attacks"] <= faced.get(s, set())
+               for s, c in gain.base.cells.items() for r in c.all_robust):
+        return gain  # the undefended row has no run of a shared attack
+    d = worst_row - gain.base.worst_scores_within(faced)
+    return replace(gain, matched=float(d.mean()), matched_ci=bootstrap(d, bounds=(-1, 1)))
 
 
 def _signed(x: float, ci: tuple[float, float]) -> str:
@@ -103,8 +131,14 @@ def _signed(x: float, ci: tuple[float, float]) -> str:
     return f"{100 * x:+.2f} [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]"
 
 
+# the paired table's columns (``columns.py``), in the Markdown and HTML tables alike
+GAINS_MD = ("model", "defense", "where", "n", "gain_worst", "gain_matched", "gain_clean",
+            "verdict")
+
 GAINS_NOTE = (
     "Per image, the defended row's score minus the undefended row's on the same images (worst "
     "over attacks; clean), in percentage points, with a 95% bootstrap interval over images of "
     "that difference. *gain* or *loss* only where the interval excludes 0, and a gain only where "
-    "the defended row faced every attack the undefended one did.")
+    "the defended row faced every attack the undefended one did; where it did not, *same "
+    "attacks* reads the undefended row against only the attacks the defended row faced, and the "
+    "verdict names the attacks missing.")

@@ -25,7 +25,7 @@ from mi_bench.report.columns import (
     suite_column,
     suite_order,
 )
-from mi_bench.report.gains import GAINS_NOTE, paired_gains
+from mi_bench.report.gains import GAINS_MD, GAINS_NOTE, paired_gains
 from mi_bench.report.rows import Row
 
 # (header, CSV column prefix) of every interval column, in the report's order
@@ -210,14 +210,16 @@ def sweep_table(rep) -> str:
 
 
 def gains_html(rows: list[Row]) -> str:
-    head = ["model", "defense", "eps", "n", "worst over attacks: defended − undefended",
-            "clean: defended − undefended", "verdict"]
+    head = [get_column(k).header for k in GAINS_MD]
     body = []
     for g in paired_gains(rows):
+        matched = (interval_cell(100 * g.matched, 100 * g.matched_ci[0], 100 * g.matched_ci[1],
+                                 True) if g.matched is not None else _text_cell("—"))
         cells = [_text_cell(g.row.model), _text_cell(g.row.defense_label),
                  f'<td data-v="{g.row.eps:.8f}">{escape(g.row.where)}</td>',
                  _text_cell(g.row.image_set[0]),
                  interval_cell(100 * g.robust, 100 * g.robust_ci[0], 100 * g.robust_ci[1], True),
+                 matched,
                  interval_cell(100 * g.clean, 100 * g.clean_ci[0], 100 * g.clean_ci[1], True),
                  _text_cell(g.verdict)]
         attrs = {"source": "mi-bench", "eps": g.row.eps_label, "defense": g.row.defense_label}

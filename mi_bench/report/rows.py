@@ -110,7 +110,13 @@ class Row:
         """Per image the scoring-draw score of the candidate lowest on selection draws, among
         the clean image and every attack run of the row: each seed of each variant of each
         column (None without arrays). No scoring draw takes part in the choice."""
-        runs = [r for c in self.cells.values() for r in c.all_robust]
+        return self.worst_scores_within(None)
+
+    def worst_scores_within(self, attacks: dict[str, set[str]] | None) -> np.ndarray | None:
+        """``worst_scores`` over the runs of column s whose attacks all lie in ``attacks[s]``
+        (every run when None): the row as it reads against a given set of attacks."""
+        runs = [r for s, c in self.cells.items() for r in c.all_robust
+                if attacks is None or r["attacks"] <= attacks.get(s, set())]
         main = self.main_cell
         if not runs or main is None or main.scores is None:
             return None

@@ -44,7 +44,7 @@ from mi_bench.report.columns import (
     suite_column,
     sweep_legend,
 )
-from mi_bench.report.gains import GAINS_NOTE, paired_gains
+from mi_bench.report.gains import GAINS_MD, GAINS_NOTE, paired_gains
 from mi_bench.report.leaderboard import DEFAULT_ROOT, SNAPSHOT_FILE, load_leaderboard, rank_of
 from mi_bench.report.model_info import write_model_info
 from mi_bench.report.rows import (
@@ -197,7 +197,6 @@ RANKED_CSV = ("rank", "source", "model", "defense", "N", "clean", "suites", "cle
 SWEEP_MD = ("model", "defense", "N", "norm", "eps", "clean", "suites", "worst", "seeds", "n")
 SWEEP_CSV = ("model", "defense", "N", "clean", "clean_ci", "suites", "worst", "seeds", "n", "eps",
              "norm", "dataset", "checkpoint_sha256", "notes")
-GAINS_MD = ("model", "defense", "where", "n", "gain_worst", "gain_clean", "verdict")
 
 
 @dataclass
