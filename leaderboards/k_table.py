@@ -2,9 +2,13 @@
 accuracy (scoring draws) with its 95% interval over images, the paired difference per image
 against the largest K on the same images, and the passes and seconds each image cost. Then,
 per (row, attack), the K the headline's MI rows run at: the smallest K whose number lies inside
-the interval of the largest K (30), and not below 15::
+the interval of the largest K (30), and not below 15. With ``--base STORE`` (the headline's,
+n = 1,000) each line also gets the paired difference against the bare model's worst over
+attacks on the same first n test images (a deterministic row, so its first n entries are
+exactly those images' scores)::
 
-    python leaderboards/k_table.py leaderboards/results/k_table/store
+    python leaderboards/k_table.py leaderboards/results/k_table/store \
+        --base leaderboards/results/headline/store
 """
 
 from __future__ import annotations
@@ -14,13 +18,15 @@ from collections import defaultdict
 
 from mi_bench.intervals import bootstrap, interval
 from mi_bench.report.cells import example_scores
-from mi_bench.report.rows import read_records
+from mi_bench.report.rows import collect_rows, read_records
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("store")
+    ap.add_argument("--base", help="a store with the bare models' rows at 8/255 (n >= 200)")
     a = ap.parse_args()
+    bare = _bare_worst(a.base) if a.base else {}
     store, records = read_records(a.store)
     if not records:
         raise SystemExit(f"error: no current-protocol records in {a.store}")
@@ -32,9 +38,10 @@ def main() -> None:
             continue
         groups[(f"{r['checkpoint']} + {r['defense']}", _attack(r))][r.get("attack_draws") or 1] = \
             (r, scores["robust"])
+    extra = " minus bare model, worst over attacks [95%, paired] |" if bare else ""
     print("| model + defense | attack | K | n | robust (held out) [95%] | minus largest K "
-          "[95%, paired] | passes per image | seconds per image |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+          f"[95%, paired] |{extra} passes per image | seconds per image |")
+    print("| --- " * (9 if bare else 8) + "|")
     choices = []
     for (row, attack), by_k in sorted(groups.items()):
         top = max(by_k)
@@ -44,17 +51,32 @@ def main() -> None:
             lo, hi = interval(robust)
             diff = "-"
             if k != top and robust.shape == ref.shape:
-                d = robust - ref
-                dlo, dhi = bootstrap(d, bounds=(-1.0, 1.0))
-                diff = f"{100 * d.mean():+.1f} [{100 * dlo:+.1f}, {100 * dhi:+.1f}]"
+                diff = _paired(robust - ref)
             passes = (r["forwards"] + r["backwards"]) / r["n"]
+            vs_bare = ""
+            if bare:
+                base = bare.get(r["checkpoint"])
+                vs_bare = " - |" if base is None or len(base) < len(robust) else \
+                    f" {_paired(robust - base[:len(robust)])} |"
             print(f"| {row} | {attack} | {k} | {r['n']} | {100 * robust.mean():.1f} "
-                  f"[{100 * lo:.1f}, {100 * hi:.1f}] | {diff} | {passes:,.0f} | "
+                  f"[{100 * lo:.1f}, {100 * hi:.1f}] | {diff} |{vs_bare} {passes:,.0f} | "
                   f"{r['seconds'] / r['n']:.2f} |")
         choices.append(f"{row}, {attack}: " + _choice(by_k, top))
     print()
     for line in choices:
         print(f"- {line}")
+
+
+def _paired(d) -> str:
+    lo, hi = bootstrap(d, bounds=(-1.0, 1.0))
+    return f"{100 * d.mean():+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+
+
+def _bare_worst(path: str) -> dict:
+    """checkpoint -> the bare model's per-image worst over attacks at 8/255 (first n images)."""
+    store, records = read_records(path)
+    return {row.checkpoint: row.worst_scores for row in collect_rows(store, records)
+            if row.undefended and row.eps_label == "8/255" and row.worst_scores is not None}
 
 
 def _attack(r: dict) -> str:
