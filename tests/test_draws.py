@@ -125,6 +125,13 @@ def test_no_choice_reads_the_scoring_draws(tmp_path, known_p, tiny_checkpoint, m
     assert a["ensemble"]["apgd-ce"]["wins"] == b["ensemble"]["apgd-ce"]["wins"]
 
 
+def _tolerance(p: float, m: int) -> float:
+    """Five standard errors of an agreement rate over m draws (the draws depend on the record's
+    key, which names the freshly trained checkpoint, so a fixed tolerance would be flaky);
+    shared draws (agreement 1) stay far outside it."""
+    return 5 * float(np.sqrt(p * (1 - p) / m))
+
+
 def test_scoring_draws_of_two_records_of_one_seed_are_independent(tmp_path, known_p,
                                                                   tiny_checkpoint):
     (pgd,) = _run(tmp_path, tiny_checkpoint, suite="pgd")
@@ -139,10 +146,11 @@ def test_scoring_draws_of_two_records_of_one_seed_are_independent(tmp_path, know
     expect = float(np.mean(P[own] ** 2 + (1 - P[own]) ** 2))
     for x, y in ((a["adv"], b["adv"]), (a["adv"], a["clean"])):
         agree = float((x[:, own] == y[:, own]).mean())
-        assert abs(agree - expect) < 0.1, (agree, expect)
+        assert abs(agree - expect) < _tolerance(expect, x[:, own].size), (agree, expect)
     # the clean image's selection and scoring draws: independent too
     agree = float((a["clean_select"][:5] == a["clean"]).mean())
-    assert abs(agree - float(np.mean(P ** 2 + (1 - P) ** 2))) < 0.1, agree
+    expect = float(np.mean(P ** 2 + (1 - P) ** 2))
+    assert abs(agree - expect) < _tolerance(expect, a["clean"].size), (agree, expect)
     assert np.array_equal(a["clean"], b["clean"]), "the clean image's draws are shared"
 
 
@@ -156,4 +164,7 @@ def test_keep_worst_chooses_on_selection_draws_only():
     # the candidate lowest on selection (row 0 the clean image), read on its scoring draws
     assert worst_scores([[0.5, 0.2, 0.0], [0.1, 0.9, 0.0], [0.1, 0.9, 0.0]],
                         [[1.0, 0.3, 0.4], [0.6, 0.0, 0.1], [0.7, 0.0, 0.2]]).tolist() == [0.6, 0.3, 0.1]
+    # ties between runs go to the run lowest on selection draws over all images (run 2 here)
+    assert worst_scores([[1.0, 1.0, 1.0], [0.0, 0.5, 0.25], [0.0, 0.0, 0.5]],
+                        [[1.0, 1.0, 1.0], [0.4, 0.4, 0.4], [0.1, 0.1, 0.1]]).tolist() == [0.1, 0.1, 0.4]
     assert stream("k", 0, "score") != stream("k", 0, "select") != stream("k", 1, "select")

@@ -13,7 +13,9 @@ The robust score of an image is the scoring-draw accuracy at the candidate whose
 accuracy is lowest; the candidates are the clean image itself (it lies in the threat ball) and
 every attack's point. Ties between the clean image and a point go to the point (the attack's
 answer, and the candidate meant to be lower: a tie at 0 of S keeps the broken point, not a clean
-image that happened to read 0), ties between points to the earliest. A deterministic
+image that happened to read 0), ties between the points of one run to the earliest, and ties
+between runs (worst over attacks) to the run lowest on selection draws over all its images: the
+attack an attacker would deploy, judged without a scoring draw. A deterministic
 model has S = R = 1 and the same array in both roles: its numbers are those of ``adv & clean``.
 
 The streams are seeded from the record's identity, the batch, the role and the candidate, so
@@ -82,7 +84,8 @@ def worst_scores(select: np.ndarray, score: np.ndarray) -> np.ndarray:
     cols = np.arange(select.shape[1])
     if len(select) == 1:
         return score[0]
-    run = 1 + np.argmin(select[1:], axis=0)  # the lowest run, first on ties
+    order = 1 + np.argsort(select[1:].mean(1), kind="stable")  # the strongest run first
+    run = order[np.argmin(select[order], axis=0)]  # the lowest run, the strongest on ties
     keep_clean = select[0] < select[run, cols]
     return np.where(keep_clean, score[0], score[run, cols])
 
