@@ -325,6 +325,21 @@ def test_model_info_entries(full_store: Path, board_root: Path, tmp_path: Path) 
         "mibench_prn-mixup_mi-ol": 31, "mibench_prn-erm_none": 1}
 
 
+def test_report_removes_its_stale_model_info(full_store: Path, board_root: Path,
+                                             tmp_path: Path) -> None:
+    folder = tmp_path / "out" / "model_info" / "cifar10" / "Linf"
+    folder.mkdir(parents=True)
+    stale, foreign = folder / "mibench_gone_mi-ol.json", folder / "mibench_theirs.json"
+    stale.write_text(json.dumps({"measured_by": "mi-bench (not a RobustBench leaderboard entry)"}))
+    foreign.write_text(json.dumps({"name": "someone else's entry"}))
+    written = write_report(build_report(full_store, root=board_root), tmp_path / "out", ["md"],
+                           plots=False)
+    assert not stale.exists() and foreign.exists()  # only mi-bench's own entries go
+    assert (folder / "mibench_prn-mixup_mi-ol.json").is_file()
+    assert any("mibench_gone_mi-ol.json" in n for n in written.removed)
+    assert "mibench_gone" not in (tmp_path / "out" / "report.md").read_text()  # a rerun's twin
+
+
 def test_report_cli(full_store: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = CliRunner().invoke(cli_module.cli, [

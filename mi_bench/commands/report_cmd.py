@@ -54,7 +54,7 @@ def report(results: str, baseline: str, formats: str, out: str, plots: bool) -> 
                else f"no rows at eps {rep.headline_label} {rep.threat} for {rep.dataset}")
     for line in rep.missing + rep.unranked:
         click.echo(line)
-    for note in written.notes:
+    for note in written.notes + written.removed:
         click.echo(note)
     for path in written.files:
         click.echo(f"wrote {path}")

@@ -120,10 +120,12 @@ def model_info_name(row: Row, rows: list[Row]) -> str:
     return slug(name)
 
 
-def write_model_info(rows: list[Row], out: str | Path) -> tuple[list[Path], list[str]]:
+def write_model_info(rows: list[Row], out: str | Path
+                     ) -> tuple[list[Path], list[str], list[str]]:
     """One ``model_info/<dataset>/<threat>/<name>.json`` per row at its norm's headline eps.
 
-    Returns the written paths and a note for each row skipped for lack of an adaptive number.
+    Returns the written paths, a note for each row skipped for lack of an adaptive number, and
+    one for each stale entry of mi-bench's removed (for the console: a rerun removes none).
     """
     head = [r for r in rows if r.norm in HEADLINE_EPS and is_headline(r, r.norm)]
     written, skipped = [], []
@@ -137,4 +139,21 @@ def write_model_info(rows: list[Row], out: str | Path) -> tuple[list[Path], list
             f"{model_info_name(row, head)}.json"
         atomic_write_text(path, json.dumps(entry, indent=2, ensure_ascii=False) + "\n")
         written.append(path)
-    return written, skipped
+    return written, skipped, _remove_stale(Path(out) / "model_info", written)
+
+
+def _remove_stale(root: Path, written: list[Path]) -> list[str]:
+    """Delete mi-bench's own entries that no row makes any more (a record archived, a row
+    gone), so an entry never outlives the numbers it quotes; entries not by mi-bench stay."""
+    notes, keep = [], {p.resolve() for p in written}
+    for path in sorted(root.glob("*/*/mibench_*.json")) if root.is_dir() else []:
+        if path.resolve() in keep:
+            continue
+        try:
+            mine = str(json.loads(path.read_text()).get("measured_by", "")).startswith("mi-bench")
+        except (OSError, ValueError, AttributeError):
+            mine = False
+        if mine:
+            path.unlink()
+            notes.append(f"model_info removed: {path.relative_to(root)} (no row makes it now)")
+    return notes

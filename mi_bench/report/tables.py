@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -346,6 +346,7 @@ class Written:
 
     files: list[Path]
     notes: list[str]
+    removed: list[str] = field(default_factory=list)  # console only, not in report.md
 
 
 def write_report(rep: Report, out: str | Path, formats: list[str] | tuple[str, ...] = ("md", "csv"),
@@ -357,6 +358,7 @@ def write_report(rep: Report, out: str | Path, formats: list[str] | tuple[str, .
     out = check_output_dir(out, "--out")
     files: list[Path] = []
     notes: list[str] = []
+    removed: list[str] = []
     if plots:
         from mi_bench.report.plots import make_plots
 
@@ -364,7 +366,7 @@ def write_report(rep: Report, out: str | Path, formats: list[str] | tuple[str, .
         files += made.files
         notes += made.skipped
     if model_info:
-        paths, skipped = write_model_info(rep.rows, out)
+        paths, skipped, removed = write_model_info(rep.rows, out)
         files += paths
         notes += skipped
     listed = [f"`{p.relative_to(out)}`" for p in files]
@@ -383,5 +385,5 @@ def write_report(rep: Report, out: str | Path, formats: list[str] | tuple[str, .
             atomic_write_text(paths[0], _csv(rep.ranked))
             atomic_write_text(paths[1], _csv(rep.sweep))
         files += paths
-    return Written(files, notes)
+    return Written(files, notes, removed)
 
