@@ -24,3 +24,12 @@ mi-bench attack --checkpoint prn18w16-iat-s0 --defense mi-ol --inner-attack auto
 # the ensemble on IAT + MI-OL at the cpu preset's own sample count (100 images)
 mi-bench attack --checkpoint prn18w16-iat-s0 --defense mi-ol --inner-attack autoattack \
     --eot-iter 5 --attack-draws 1 "${common[@]}" --n-examples 100  # the last --n-examples wins
+# session 10: the cells behind the headline's adaptive columns at the preset's 100 samples, with
+# two threads (OMP_NUM_THREADS=2): EOT-PGD-20 and the Tramèr preset on IAT + MI-OL, EOT-PGD-20
+# on IAT + gaussian-noise
+for extra in "--defense mi-ol --steps 20" "--defense mi-ol --attack-preset tramer" \
+             "--defense gaussian-noise --steps 20"; do
+    # shellcheck disable=SC2086
+    mi-bench attack --checkpoint prn18w16-iat-s0 $extra --inner-attack eot-pgd "${common[@]}" \
+        --n-examples 100
+done
