@@ -56,6 +56,10 @@ def _attack_text(rec: dict) -> str:
     return text
 
 
+# the mark of an entry mi-bench wrote: the report replaces or removes only those
+MEASURED_BY = "mi-bench (not a RobustBench leaderboard entry)"
+
+
 def model_info_entry(row: Row) -> dict | None:
     """RobustBench ``model_info`` fields for one row; None without an adaptive number."""
     suite = row.rank_suite
@@ -106,7 +110,7 @@ def model_info_entry(row: Row) -> dict | None:
         # beyond RobustBench's fields: what this number is, so it is never read as more
         "randomized": row.randomized, "n_examples": cell.n, "seeds": cell.seeds,
         "autoattack_acc_ci95": [round(100 * lo, 2), round(100 * hi, 2)],
-        "measured_by": "mi-bench (not a RobustBench leaderboard entry)",
+        "measured_by": MEASURED_BY,
     }
 
 
@@ -150,7 +154,7 @@ def _remove_stale(root: Path, written: list[Path]) -> list[str]:
         if path.resolve() in keep:
             continue
         try:
-            mine = str(json.loads(path.read_text()).get("measured_by", "")).startswith("mi-bench")
+            mine = json.loads(path.read_text()).get("measured_by") == MEASURED_BY
         except (OSError, ValueError, AttributeError):
             mine = False
         if mine:
