@@ -33,3 +33,11 @@ for extra in "--defense mi-ol --steps 20" "--defense mi-ol --attack-preset trame
     mi-bench attack --checkpoint prn18w16-iat-s0 $extra --inner-attack eot-pgd "${common[@]}" \
         --n-examples 100
 done
+# session 11: the ensemble (EOT 5, K = 1, the headline's settings) and the Tramèr preset as inner
+# attacks on the two baselines, first 20 images, two threads (OMP_NUM_THREADS=2)
+for def in gaussian-noise rotation; do
+    mi-bench attack --checkpoint prn18w16-iat-s0 --defense "$def" --inner-attack autoattack \
+        --eot-iter 5 --attack-draws 1 "${common[@]}"
+    mi-bench attack --checkpoint prn18w16-iat-s0 --defense "$def" --inner-attack eot-pgd \
+        --attack-preset tramer "${common[@]}"
+done
