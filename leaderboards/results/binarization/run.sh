@@ -41,3 +41,7 @@ for def in gaussian-noise rotation; do
     mi-bench attack --checkpoint prn18w16-iat-s0 --defense "$def" --inner-attack eot-pgd \
         --attack-preset tramer "${common[@]}"
 done
+# session 11: oblivious PGD on IAT + MI-OL at the preset's 100 samples, one thread
+# (OMP_NUM_THREADS=1; seconds per sample are not comparable with the two-thread cells)
+mi-bench attack --checkpoint prn18w16-iat-s0 --defense mi-ol --inner-attack pgd "${common[@]}" \
+    --n-examples 100
