@@ -45,3 +45,6 @@ done
 # (OMP_NUM_THREADS=1; seconds per sample are not comparable with the two-thread cells)
 mi-bench attack --checkpoint prn18w16-iat-s0 --defense mi-ol --inner-attack pgd "${common[@]}" \
     --n-examples 100
+# session 11: oblivious PGD on IAT + rotation at the preset's 100 samples, two threads
+mi-bench attack --checkpoint prn18w16-iat-s0 --defense rotation --inner-attack pgd "${common[@]}" \
+    --n-examples 100
