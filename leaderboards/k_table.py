@@ -5,7 +5,8 @@ per (row, attack), the K the headline's MI rows run at: the smallest K whose num
 the interval of the largest K (30), and not below 15. With ``--base STORE`` (the headline's,
 n = 1,000) each line also gets the paired difference against the bare model's worst over
 attacks on the same first n test images (a deterministic row, so its first n entries are
-exactly those images' scores)::
+exactly those images' scores). Last, per (row, K) with several attacks, each attack against the
+one lowest on selection draws and their per-image worst over attacks, paired::
 
     python leaderboards/k_table.py leaderboards/results/k_table/store \
         --base leaderboards/results/headline/store
@@ -16,6 +17,9 @@ from __future__ import annotations
 import argparse
 from collections import defaultdict
 
+import numpy as np
+
+from mi_bench.attacks.draws import worst_scores
 from mi_bench.intervals import bootstrap, interval
 from mi_bench.report.cells import example_scores
 from mi_bench.report.rows import collect_rows, read_records
@@ -31,13 +35,15 @@ def main() -> None:
     if not records:
         raise SystemExit(f"error: no current-protocol records in {a.store}")
     groups = defaultdict(dict)  # (row, attack) -> K -> (record, scores)
+    at_k = defaultdict(dict)  # (row, K) -> attack -> the record's example_scores
     for r in records:
         scores, problems = example_scores(store, [r])
         if scores is None:
             print(f"<!-- {problems} -->")
             continue
-        groups[(f"{r['checkpoint']} + {r['defense']}", _attack(r))][r.get("attack_draws") or 1] = \
-            (r, scores["robust"])
+        row, k = f"{r['checkpoint']} + {r['defense']}", r.get("attack_draws") or 1
+        groups[(row, _attack(r))][k] = (r, scores["robust"])
+        at_k[(row, k)][_attack(r)] = scores
     extra = " minus bare model, worst over attacks [95%, paired] |" if bare else ""
     print("| model + defense | attack | K | n | robust (held out) [95%] | minus largest K "
           f"[95%, paired] |{extra} passes per image | seconds per image |")
@@ -65,11 +71,31 @@ def main() -> None:
     print()
     for line in choices:
         print(f"- {line}")
+    for (row, k), by_attack in sorted(at_k.items()):
+        if len(by_attack) > 1:
+            print(f"- {row}, K = {k}: {_between(by_attack)}")
 
 
 def _paired(d) -> str:
     lo, hi = bootstrap(d, bounds=(-1.0, 1.0))
     return f"{100 * d.mean():+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+
+
+def _between(by_attack: dict) -> str:
+    """Attacks at one K on the same images: each against the one lowest on selection draws
+    (paired), and their per-image worst (``worst_scores``) against each of them."""
+    names = sorted(by_attack, key=lambda a: by_attack[a]["runs"][0]["select"].mean())
+    ref = by_attack[names[0]]
+    parts = [f"{a} minus {names[0]} {_paired(by_attack[a]['robust'] - ref['robust'])}"
+             for a in names[1:]]
+    select = [ref["clean_select"], *(by_attack[a]["runs"][0]["select"] for a in names)]
+    score = [ref["clean"], *(by_attack[a]["runs"][0]["score"] for a in names)]
+    worst = worst_scores(np.stack(select), np.stack(score))
+    lo, hi = interval(worst)
+    parts.append(f"worst over these {100 * worst.mean():.1f} [{100 * lo:.1f}, {100 * hi:.1f}], "
+                 + ", ".join(f"minus {a} {_paired(worst - by_attack[a]['robust'])}"
+                             for a in names))
+    return "; ".join(parts)
 
 
 def _bare_worst(path: str) -> dict:

@@ -34,3 +34,20 @@ def test_the_rule_takes_the_smallest_k_inside_the_interval_and_at_least_15():
             30: (None, scores(0.30))}  # only K = 30 itself lies inside its interval
     assert k_table._choice(by_k, 30).startswith("K = 30 ")
     assert "no choice" in k_table._choice({1: (None, scores(0.4))}, 1)
+
+
+def test_between_attacks_compares_with_the_one_lowest_on_selection_draws():
+    k_table = load()
+    n = 200
+    ones = np.ones(n)
+
+    def run(select: float, score: float) -> dict:
+        return {"robust": scores(score, n), "clean_select": ones, "clean": ones,
+                "runs": [{"select": scores(select, n), "score": scores(score, n)}]}
+
+    # b is lower on selection draws (0.30 against 0.40), so it is the reference, although it
+    # reads higher on scoring draws; the per-image worst then takes b's points everywhere
+    line = k_table._between({"a": run(0.40, 0.30), "b": run(0.30, 0.35)})
+    assert line.startswith("a minus b -5.0 [")
+    assert "worst over these 35.0 [" in line and "minus b +0.0 [" in line
+    assert "minus a +5.0 [" in line
