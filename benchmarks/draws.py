@@ -10,7 +10,12 @@ defense's passes per prediction.
 For S it pairs the two strongest records of different suites of one row (two attacks on the
 same images) and asks how often a
 choice on S draws keeps the candidate that is truly lower, taking each record's per-image mean
-as the truth, and what the worse choices cost the robust number (percentage points)::
+as the truth, and what the worse choices cost the robust number (percentage points).
+
+Last, for the worst over attacks (``held_out_worst``: cross-fitted on even and odd scoring
+draws), a synthetic row of ten like runs of a known per-image accuracy: the bias and spread of
+the row's number over trials, against leave-one-out cross-fitting (choose on R - 1 draws, read
+the one left out) and against the choice on the draws read (the biased minimum)::
 
     python benchmarks/draws.py STORE --row prn18w16-iat-s0 mi-ol 8/255
 """
@@ -21,6 +26,7 @@ import argparse
 
 import numpy as np
 
+from mi_bench.attacks.draws import held_out_worst, worst_scores
 from mi_bench.results import ResultStore
 
 
@@ -52,6 +58,35 @@ def selection(p_a: np.ndarray, p_b: np.ndarray, draws: list[int], trials: int = 
         right = (kept == low)[:, differ].mean() if differ.any() else 1.0
         out.append((s, float(right), float(100 * (kept.mean(1) - low.mean()).mean())))
     return out
+
+
+def leave_one_out(candidates: list[np.ndarray]) -> np.ndarray:
+    """Per draw j, choose per image on every candidate's other draws and read draw j."""
+    draws = [np.asarray(c, float) for c in candidates]
+    r = min(len(d) for d in draws)
+    total = 0.0
+    for j in range(r):
+        keep = [i for i in range(r) if i != j]
+        total = total + worst_scores(np.stack([d[keep].mean(0) for d in draws]),
+                                     np.stack([d[j] for d in draws]))
+    return total / r
+
+
+def cross_fit(n: int = 200, runs: int = 10, r: int = 5, trials: int = 300,
+              seed: int = 0) -> list[tuple[str, float, float]]:
+    """(method, mean error in points, spread over trials in points) on ten like runs."""
+    rng = np.random.default_rng(seed)
+    p = np.linspace(0.2, 0.8, n)
+    errors: dict[str, list[float]] = {"halves (held_out_worst)": [], "leave-one-out": [],
+                                      "on the draws read (biased)": []}
+    for _ in range(trials):
+        clean = rng.random((r, n)) < np.minimum(p + 0.2, 1.0)
+        cands = [clean, *(rng.random((r, n)) < p for _ in range(runs))]
+        means = np.stack([c.mean(0) for c in cands])
+        for name, value in zip(errors, (held_out_worst(cands), leave_one_out(cands),
+                                        worst_scores(means, means))):
+            errors[name].append(100 * (float(np.mean(value)) - float(p.mean())))
+    return [(k, float(np.mean(v)), float(np.std(v))) for k, v in errors.items()]
 
 
 def main() -> None:
@@ -88,6 +123,12 @@ def main() -> None:
         print("| --- | --- | --- | --- |")
         for s, right, excess in selection(pa, pb, [1, 2, 4, 8, 16]):
             print(f"| {s} | {right:.2f} | {excess:+.2f} | {(s + 5) * a.passes} |")
+    rows = cross_fit()
+    print("\nworst over ten like runs (synthetic, 200 images, R = 5, 300 trials):")
+    print("| choice | mean error (points) | spread over trials (points) | spread / halves' |")
+    print("| --- | --- | --- | --- |")
+    for name, err, spread in rows:
+        print(f"| {name} | {err:+.2f} | {spread:.2f} | {spread / rows[0][2]:.2f} |")
 
 
 if __name__ == "__main__":

@@ -17,9 +17,7 @@ from __future__ import annotations
 import argparse
 from collections import defaultdict
 
-import numpy as np
-
-from mi_bench.attacks.draws import worst_scores
+from mi_bench.attacks.draws import held_out_worst
 from mi_bench.intervals import bootstrap, interval
 from mi_bench.report.cells import example_scores
 from mi_bench.report.rows import collect_rows, read_records
@@ -83,14 +81,13 @@ def _paired(d) -> str:
 
 def _between(by_attack: dict) -> str:
     """Attacks at one K on the same images: each against the one lowest on selection draws
-    (paired), and their per-image worst (``worst_scores``) against each of them."""
+    (paired), and their per-image worst (``held_out_worst``, as a row's) against each."""
     names = sorted(by_attack, key=lambda a: by_attack[a]["runs"][0]["select"].mean())
     ref = by_attack[names[0]]
     parts = [f"{a} minus {names[0]} {_paired(by_attack[a]['robust'] - ref['robust'])}"
              for a in names[1:]]
-    select = [ref["clean_select"], *(by_attack[a]["runs"][0]["select"] for a in names)]
-    score = [ref["clean"], *(by_attack[a]["runs"][0]["score"] for a in names)]
-    worst = worst_scores(np.stack(select), np.stack(score))
+    worst = held_out_worst([ref["clean_draws"], *(by_attack[a]["runs"][0]["draws"]
+                                                  for a in names)])
     lo, hi = interval(worst)
     parts.append(f"worst over these {100 * worst.mean():.1f} [{100 * lo:.1f}, {100 * hi:.1f}], "
                  + ", ".join(f"minus {a} {_paired(worst - by_attack[a]['robust'])}"

@@ -14,11 +14,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from mi_bench.attacks import runner as runner_module
-from mi_bench.attacks.draws import Draws, keep_worst, stream, worst_scores
+from mi_bench.attacks.draws import Draws, held_out_worst, keep_worst, stream, worst_scores
 from mi_bench.attacks.runner import AttackConfig, AttackRun
 from mi_bench.data import load_sample
 from mi_bench.defenses import registry
 from mi_bench.defenses.registry import Defense, register
+from mi_bench.intervals import interval
 from mi_bench.report.rows import collect_rows, read_records
 from mi_bench.results import ResultStore
 
@@ -168,3 +169,45 @@ def test_keep_worst_chooses_on_selection_draws_only():
     assert worst_scores([[1.0, 1.0, 1.0], [0.0, 0.5, 0.25], [0.0, 0.0, 0.5]],
                         [[1.0, 1.0, 1.0], [0.4, 0.4, 0.4], [0.1, 0.1, 0.1]]).tolist() == [0.1, 0.1, 0.4]
     assert stream("k", 0, "score") != stream("k", 0, "select") != stream("k", 1, "select")
+
+
+def test_held_out_worst_is_unbiased_and_not_fooled_by_a_record_that_chose_on_its_draws():
+    """Records whose selection draws were spent on their own choices (an ensemble kept the
+    member lowest on them) read low there; a choice between records on those draws prefers
+    them. The cross-fitted choice on scoring draws does not, and reads no draw it chose on."""
+    rng = np.random.default_rng(0)
+    n, r, s = 2000, 5, 8
+
+    def draws(p: float, k: int) -> np.ndarray:
+        return rng.random((k, n)) < p
+
+    clean = draws(0.9, r)
+    # ten runs of one true accuracy 0.3: the minimum on the choosing draws is far below it
+    runs = [draws(0.3, r) for _ in range(10)]
+    naive = np.min(np.stack([d.mean(0) for d in runs]), axis=0).mean()
+    held = held_out_worst([clean, *runs])
+    lo, hi = interval(held)
+    assert naive < 0.15 and lo <= 0.3 <= hi, (naive, held.mean(), (lo, hi))
+    # A is right with probability 0.3, B with 0.4, but B's selection draws are those of the
+    # lowest of four members (its own choice): they read about 0.23, under A's
+    a_sel, a_score = draws(0.3, s), draws(0.3, r)
+    members = np.stack([draws(0.4, s) for _ in range(4)])
+    b_sel = members[np.argmin(members.mean(1), 0), :, np.arange(n)].T
+    b_score = draws(0.4, r)
+    assert b_sel.mean() < a_sel.mean() - 0.05
+    on_selection = worst_scores(np.stack([draws(0.9, s).mean(0), a_sel.mean(0), b_sel.mean(0)]),
+                                np.stack([clean.mean(0), a_score.mean(0), b_score.mean(0)]))
+    held = held_out_worst([clean, a_score, b_score])
+    assert on_selection.mean() > a_score.mean() + 0.05  # weaker than its best column
+    assert held.mean() < on_selection.mean() - 0.03, (held.mean(), on_selection.mean())
+    assert held.mean() < a_score.mean() + 0.04  # only the noise of a 4-draw choice above A
+    # each reading is of a draw its choice did not see: A is wrong in draw 0, B in draw 1; the
+    # choice for draw 0 reads draw 1 (keeps B, right in draw 0) and the other way round, where
+    # a choice on the read draw itself would give 0
+    assert held_out_worst([[[1], [1]], [[0], [1]], [[1], [0]]]).tolist() == [1.0]
+    # halves {0, 2} and {1}: chosen on {0, 2} (A, 0.5 < 1), read on {1}: 1 (one draw); chosen
+    # on {1} (A's 1 ties the clean image, and a tie goes to the point), read on {0, 2}: 0.5
+    # (two draws); (1 + 2 * 0.5) / 3
+    assert held_out_worst([[[1], [1], [1]], [[0], [1], [1]]]).tolist() == [2 / 3]
+    with pytest.raises(ValueError, match="two scoring draws"):
+        held_out_worst([clean[:1], a_score[:1]])

@@ -42,12 +42,16 @@ def test_between_attacks_compares_with_the_one_lowest_on_selection_draws():
     ones = np.ones(n)
 
     def run(select: float, score: float) -> dict:
+        draws = np.stack([scores(score, n)] * 2)  # two scoring draws, alike
         return {"robust": scores(score, n), "clean_select": ones, "clean": ones,
-                "runs": [{"select": scores(select, n), "score": scores(score, n)}]}
+                "clean_draws": np.stack([ones, ones]),
+                "runs": [{"select": scores(select, n), "score": scores(score, n),
+                          "draws": draws}]}
 
     # b is lower on selection draws (0.30 against 0.40), so it is the reference, although it
-    # reads higher on scoring draws; the per-image worst then takes b's points everywhere
+    # reads higher on scoring draws; the per-image worst chooses on held-out scoring draws, so
+    # it is not fooled by them and takes a's points everywhere
     line = k_table._between({"a": run(0.40, 0.30), "b": run(0.30, 0.35)})
     assert line.startswith("a minus b -5.0 [")
-    assert "worst over these 35.0 [" in line and "minus b +0.0 [" in line
-    assert "minus a +5.0 [" in line
+    assert "worst over these 30.0 [" in line and "minus b -5.0 [" in line
+    assert "minus a +0.0 [" in line

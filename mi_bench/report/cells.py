@@ -59,8 +59,8 @@ class Cell:
     problems: list[str]
     scores: dict | None = None  # per example: robust, clean (share right), worst (bool)
     # every run (each seed of each variant) with arrays, the chosen variant's first: per
-    # example its selection and scoring means ({"select", "score"}); the worst over attacks
-    # picks among them on selection draws and reads the scoring draws
+    # example its selection and scoring means and its scoring draws ({"select", "score",
+    # "draws"}); the worst over attacks picks among them (``Row.worst_scores``)
     all_robust: list = field(default_factory=list)
 
     @property
@@ -144,8 +144,11 @@ def record_attacks(record: dict) -> list[str]:
 def example_scores(store: ResultStore, records: list[dict]) -> tuple[dict | None, list[str]]:
     """Per example, over every seed's scoring draws: the robust and clean scores (share right)
     and the worst case (right in all); ``clean_select``: the clean image's selection-draw
-    score; ``runs``: each record's (seed's) per-example selection and scoring means and the
-    attacks it ran. None, with
+    score; ``clean_draws``: the first seed's clean scoring draws (a run that kept the clean
+    image carries its own seed's at the same indices, so no draw lands in one half of the
+    held-out split for one candidate and in the other half for another); ``runs``: each
+    record's (seed's) per-example selection and scoring means, its scoring draws (``draws``)
+    and the attacks it ran. None, with
     a problem, if the arrays are missing or misfit."""
     robust, clean, clean_sel, runs, worst = [], [], [], [], None
     for r in records:
@@ -163,12 +166,12 @@ def example_scores(store: ResultStore, records: list[dict]) -> tuple[dict | None
         robust.append(adv)
         clean.append(cl)
         clean_sel.append(cl_sel)
-        runs.append({"select": adv_sel.mean(0), "score": adv.mean(0),
+        runs.append({"select": adv_sel.mean(0), "score": adv.mean(0), "draws": adv,
                      "attacks": frozenset(record_attacks(r))})
         worst = adv.all(0) if worst is None else worst & adv.all(0)
     return {"robust": np.concatenate(robust).mean(0), "clean": np.concatenate(clean).mean(0),
             "clean_select": np.concatenate(clean_sel).mean(0), "worst": worst,
-            "runs": runs}, []
+            "clean_draws": clean[0], "runs": runs}, []
 
 
 def make_cell(store: ResultStore, suite: str, variants: list[Variant]) -> Cell:

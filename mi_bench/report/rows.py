@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mi_bench.attacks.draws import worst_scores
+from mi_bench.attacks.draws import held_out_worst, worst_scores
 from mi_bench.attacks.registry import find_suite, get_suite, suite_names
 from mi_bench.defenses import defense_family, defense_randomized
 from mi_bench.errors import UserError
@@ -107,9 +107,11 @@ class Row:
 
     @property
     def worst_scores(self) -> np.ndarray | None:
-        """Per image the scoring-draw score of the candidate lowest on selection draws, among
-        the clean image and every attack run of the row: each seed of each variant of each
-        column (None without arrays). No scoring draw takes part in the choice."""
+        """Per image the worst candidate among the clean image and every attack run of the
+        row (each seed of each variant of each column; None without arrays). A randomized row
+        chooses on held-out scoring draws (``held_out_worst``: the records' selection draws are
+        spent on their own choices); a deterministic one has one draw and no noise (and a
+        randomized one with a single scoring draw chooses on selection draws)."""
         return self.worst_scores_within(None)
 
     def worst_scores_within(self, attacks: dict[str, set[str]] | None) -> np.ndarray | None:
@@ -120,6 +122,9 @@ class Row:
         main = self.main_cell
         if not runs or main is None or main.scores is None:
             return None
+        draws = [main.scores["clean_draws"], *(r["draws"] for r in runs)]
+        if self.randomized and min(len(d) for d in draws) >= 2:
+            return held_out_worst(draws)
         select = [main.scores["clean_select"], *(r["select"] for r in runs)]
         score = [main.scores["clean"], *(r["score"] for r in runs)]
         return worst_scores(np.stack(select), np.stack(score))
