@@ -35,7 +35,8 @@ class BenchmarkResult:
 
     ``frame`` columns (accuracies as fractions in [0, 1]): ``clean`` and, per suite run,
     ``<suite>``, each with ``_low``/``_high`` (95% interval over images); ``worst`` (per image
-    the lowest score over every attack run of the row, then the mean) with its interval;
+    the worst candidate over the clean image and every attack run of the row, chosen on held-out
+    scoring draws for a randomized defense, then the mean) with its interval;
     ``forwards``, ``backwards`` (base-model passes) and ``seconds`` paid; ``keys``: the records.
     """
 

@@ -52,8 +52,8 @@ FULL_TEST_SET = 10_000
                    "draws a reported number reads")
 @click.option("--selection-draws", "select_repeats", type=click.IntRange(min=1), default=8,
               show_default=True,
-              help="S: selection draws per evaluated point, the only draws a choice reads "
-                   "(which point is worst, when a point is broken)")
+              help="S: selection draws per evaluated point, the only draws a choice inside "
+                   "the record reads (which point is kept, when a point is broken)")
 @click.option("--attack-draws", "--attack-mi-samples", "attack_draws",
               type=click.IntRange(min=1), default=3, show_default=True,
               help="draws K of a randomized defense inside each attack forward (MI: partners; "

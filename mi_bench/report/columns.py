@@ -243,9 +243,10 @@ for _column in (
     Column("worst", "worst over attacks", _num("worst"),
            ("worst_over_attacks_mean", "worst_over_attacks_ci_low",
             "worst_over_attacks_ci_high"), ("mean", "ci_low", "ci_high"),
-           legend="*worst over attacks*: per image, the lowest score over every attack of the "
-                  "row (all on the same images), then the mean (an upper bound where a column "
-                  "is `—`)."),
+           legend="*worst over attacks*: per image, the worst candidate (the clean image or "
+                  "any attack run's point, all on the same images; a randomized defense's "
+                  "chosen on one half of the scoring draws and read on the other, both ways), "
+                  "then the mean (an upper bound where a column is `—`)."),
     Column("randomized", None, _num("randomized"), ("randomized",), dtype="bool"),
     Column("seeds", "seeds", _num("seeds"), ("seeds",), show=lambda it: it.seeds_text,
            dtype="Int64",
