@@ -530,6 +530,23 @@ def test_identical_rows_get_an_interval_not_a_point(tmp_path: Path, board_root: 
     assert gain.verdict == "no difference shown"
 
 
+def test_worst_over_attacks_of_a_randomized_row_chooses_on_held_out_draws(tmp_path: Path) -> None:
+    """Each attack is wrong in one of two scoring draws: chosen per image on the draw it reads,
+    the worst would be 0; chosen on the other draw (held out) it reads 1, above both columns,
+    and the row says so rather than quoting the lower column."""
+    from mi_bench.report.rows import collect_rows, read_records
+
+    store = ResultStore(tmp_path / "r")
+    put(store, suite="pgd", adv=[[0, 0, 0, 0], [1, 1, 1, 1]])
+    put(store, suite="eot-pgd", adv=[[1, 1, 1, 1], [0, 0, 0, 0]])
+    (row,) = collect_rows(*read_records(tmp_path / "r"))
+    assert row.randomized
+    assert row.worst_over_attacks[0] == 1.0
+    assert [c.mean for c in row.cells.values()] == [0.5, 0.5]
+    (note,) = [n for n in row.notes() if n.startswith("worst over attacks")]
+    assert "reads above" in note and "(50.00)" in note and "(100.00)" in note
+
+
 def test_worst_over_attacks_takes_every_variant_not_only_the_shown_one(
         tmp_path: Path, board_root: Path) -> None:
     store = ResultStore(tmp_path / "r")
