@@ -5,6 +5,7 @@ Tiny untrained CNNs on the embedded CIFAR-10 sample keep every test to seconds o
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -248,3 +249,21 @@ def test_cli_prints_the_verdict_table(monkeypatch, capsys, tmp_path, ckpt):
         "--out", str(tmp_path / "r"), "--no-progress")
     assert code == 0, err
     assert "ASR (95% CI)" in out and "| pass " in out and "sample 1: pass" in err
+
+
+def test_official_preset_carries_the_mi_case_study_settings(monkeypatch, capsys, tmp_path, ckpt):
+    """``official``: 999 inner points and 1 corner, 100 validation points, MI-OL with 15 draws
+    and lambda 0.6, 512 samples unless --n-examples says otherwise (1 here: the run is real)."""
+    code, _, err = cli(monkeypatch, capsys,
+        "attack", "--checkpoint", ckpt, "--defense", "mi-ol", "--suite", "binarization",
+        "--inner-attack", "pgd", "--binarization-preset", "official", "--n-examples", "1",
+        "--out", str(tmp_path / "r"), "--no-progress")
+    assert code == 0, err
+    (path,) = (tmp_path / "r" / "records").glob("*.json")
+    rec = json.loads(path.read_text())
+    b = rec["binarization"]
+    assert (b["n_inner"], b["n_boundary"], b["boundary"], b["n_val"]) == (999, 1, "corners", 100)
+    assert rec["defense_settings"]["n_samples"] == 15 and rec["defense_settings"]["lam"] == 0.6
+    assert rec["n"] == 1 and rec["eps"] == pytest.approx(EPS)
+    # one sample: it passed, failed, or was set aside with its reason; never silently dropped
+    assert rec["binarization_test"]["n_valid"] + len(rec["setup_failures"]) == 1
