@@ -74,9 +74,12 @@ def known_p():
 
 
 def _run(tmp_path, ckpt, suite="pgd", seeds=(0,), **kw) -> list[dict]:
+    # R = 10 scoring draws: the draws change with the freshly trained checkpoint's key, and the
+    # held-out worst over ten runs spreads about 2 points over 60 images at R = 10 (2.8 at 5),
+    # so the tolerances below sit three standard deviations out
     cfg = AttackConfig(checkpoint=str(ckpt), defense=kw.pop("defense", "test-known-p"),
                        suite=suite, eps=1 / 255, eps_label="1/255", n_examples=N_IMAGES,
-                       batch_size=30, eval_repeats=5, select_repeats=8, steps=1,
+                       batch_size=30, eval_repeats=10, select_repeats=8, steps=1,
                        seeds=list(seeds), sanity=False, **kw)
     run = AttackRun(cfg, ResultStore(tmp_path / "store"), progress=False, log=lambda m: None)
     return [run.run_seed(s) for s in cfg.seeds]
@@ -149,9 +152,9 @@ def test_scoring_draws_of_two_records_of_one_seed_are_independent(tmp_path, know
         agree = float((x[:, own] == y[:, own]).mean())
         assert abs(agree - expect) < _tolerance(expect, x[:, own].size), (agree, expect)
     # the clean image's selection and scoring draws: independent too
-    agree = float((a["clean_select"][:5] == a["clean"]).mean())
+    agree = float((a["clean_select"] == a["clean"][:8]).mean())
     expect = float(np.mean(P ** 2 + (1 - P) ** 2))
-    assert abs(agree - expect) < _tolerance(expect, a["clean"].size), (agree, expect)
+    assert abs(agree - expect) < _tolerance(expect, a["clean_select"].size), (agree, expect)
     assert np.array_equal(a["clean"], b["clean"]), "the clean image's draws are shared"
 
 
