@@ -75,8 +75,8 @@ def known_p():
 
 def _run(tmp_path, ckpt, suite="pgd", seeds=(0,), **kw) -> list[dict]:
     # R = 10 scoring draws: the draws change with the freshly trained checkpoint's key, and the
-    # held-out worst over ten runs spreads about 2 points over 60 images at R = 10 (2.8 at 5),
-    # so the tolerances below sit three standard deviations out
+    # held-out worst over ten runs of 60 images spreads 2.2 points at R = 10 (3.0 at R = 5;
+    # 400 simulated rows), so its 7-point tolerance below sits three standard deviations out
     cfg = AttackConfig(checkpoint=str(ckpt), defense=kw.pop("defense", "test-known-p"),
                        suite=suite, eps=1 / 255, eps_label="1/255", n_examples=N_IMAGES,
                        batch_size=30, eval_repeats=10, select_repeats=8, steps=1,
@@ -100,7 +100,7 @@ def test_minimum_on_the_choosing_draws_is_biased_low_the_harness_is_not(tmp_path
     assert lo <= truth <= hi and lo <= cell.mean <= hi, (cell.mean, cell.ci, truth)
     worst, (wlo, whi) = row.worst_over_attacks
     assert wlo <= truth <= whi, (worst, (wlo, whi), truth)
-    assert abs(worst - truth) < 0.06 and naive < wlo  # the naive minimum is outside it
+    assert abs(worst - truth) < 0.07 and naive < wlo  # the naive minimum is outside it
     for r in recs:  # and each record's own number
         assert abs(r["robust_acc"] - truth) < 0.08, (r["robust_acc"], truth)
 
