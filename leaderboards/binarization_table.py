@@ -1,5 +1,6 @@
 """Print the binarization-test table of a result store: one line per (model, defense, inner
-attack) record, with the attack success rate, its 95% interval, the verdict and the cost::
+attack) record, with the preset its task follows, the attack success rate, its 95% interval, the
+verdict and the cost::
 
     python leaderboards/binarization_table.py leaderboards/results/binarization/store
 """
@@ -10,6 +11,7 @@ import argparse
 
 import pandas as pd
 
+from mi_bench.attacks.binarization import PRESETS
 from mi_bench.attacks.binarization_run import summary_row
 from mi_bench.results import ResultStore
 
@@ -30,18 +32,28 @@ def main() -> None:
         if r["inner_suite"] == "eot-pgd" and (r.get("attack") or {}).get("steps") == 50:
             row["inner attack"] = "eot-pgd (Tramèr preset)"
         elif r["inner_suite"] == "eot-pgd":
-            row["inner attack"] = f"eot-pgd-{(r.get('attack') or {}).get('steps')}"
+            a = r.get("attack") or {}
+            row["inner attack"] = (f"eot-pgd-{a.get('steps')} ({a.get('loss')}, "
+                                   f"EOT {a.get('eot_iter')}, K {r.get('attack_draws')})")
         elif r["inner_suite"] == "autoattack":
             a = r.get("attack") or {}
             row["inner attack"] = (f"autoattack ({a.get('version')}, EOT {a.get('eot_iter')}, "
                                    f"K {r.get('attack_draws')})")
         elif r["inner_suite"] == "pgd":
             row["inner attack"] = "pgd (oblivious)"
-        c = (r.get("binarization") or {}).get("c", 1.0)
+        task = r.get("binarization") or {}
+        c = task.get("c", 1.0)
         if c != 1.0:
             row["inner attack"] += f", readout C {c:g}"
+        row = {"preset": _preset(task), **row}
         rows.append(row)
     print(pd.DataFrame(rows).to_markdown(index=False))
+
+
+def _preset(task: dict) -> str:
+    """The preset whose task settings the record's match (``custom`` if none)."""
+    return next((name for name, p in PRESETS.items()
+                 if all(task.get(k) == v for k, v in p["settings"].items())), "custom")
 
 
 if __name__ == "__main__":

@@ -267,3 +267,18 @@ def test_official_preset_carries_the_mi_case_study_settings(monkeypatch, capsys,
     assert rec["n"] == 1 and rec["eps"] == pytest.approx(EPS)
     # one sample: it passed, failed, or was set aside with its reason; never silently dropped
     assert rec["binarization_test"]["n_valid"] + len(rec["setup_failures"]) == 1
+
+
+def test_the_table_names_the_preset_a_record_followed():
+    import importlib.util
+    from pathlib import Path
+
+    from mi_bench.attacks.binarization import PRESETS
+
+    script = Path(__file__).resolve().parents[1] / "leaderboards" / "binarization_table.py"
+    spec = importlib.util.spec_from_file_location("binarization_table", script)
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    for name, preset in PRESETS.items():
+        assert table._preset({**preset["settings"], "c": 1.0}) == name
+    assert table._preset({**PRESETS["cpu"]["settings"], "n_inner": 29}) == "custom"

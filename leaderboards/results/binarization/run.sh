@@ -48,3 +48,18 @@ mi-bench attack --checkpoint prn18w16-iat-s0 --defense mi-ol --inner-attack pgd 
 # session 11: oblivious PGD on IAT + rotation at the preset's 100 samples, two threads
 mi-bench attack --checkpoint prn18w16-iat-s0 --defense rotation --inner-attack pgd "${common[@]}" \
     --n-examples 100
+# session 12: EOT-PGD-20 on IAT + rotation and oblivious PGD on IAT + gaussian-noise at the
+# preset's 100 samples, one thread (beside a two-rank sweep, so seconds per sample run high)
+mi-bench attack --checkpoint prn18w16-iat-s0 --defense rotation --inner-attack eot-pgd --steps 20 \
+    "${common[@]}" --n-examples 100
+mi-bench attack --checkpoint prn18w16-iat-s0 --defense gaussian-noise --inner-attack pgd \
+    "${common[@]}" --n-examples 100
+# session 12: the attack behind the headline's EOT-PGD column on IAT + MI-OL (EOT-PGD-20, margin
+# loss, EOT 10, K = 15), first 20 samples, one thread
+mi-bench attack --checkpoint prn18w16-iat-s0 --defense mi-ol --inner-attack eot-pgd --steps 20 \
+    --eot-iter 10 --loss margin --attack-draws 15 "${common[@]}"
+# session 12: the official preset (the MI case study: 999 inner points + 1 corner, 100
+# validation points, MI-OL with 15 draws and lambda 0.6), EOT-PGD-20, 20 of its 512 samples
+mi-bench attack --checkpoint prn18w16-iat-s0 --defense mi-ol --inner-attack eot-pgd --steps 20 \
+    --suite binarization --binarization-preset official --n-examples 20 --data-dir "$DATA" \
+    --out "$OUT" --no-progress
