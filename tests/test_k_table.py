@@ -45,8 +45,7 @@ def test_between_attacks_compares_with_the_one_lowest_on_selection_draws():
         draws = np.stack([scores(score, n)] * 2)  # two scoring draws, alike
         return {"robust": scores(score, n), "clean_select": ones, "clean": ones,
                 "clean_draws": np.stack([ones, ones]),
-                "runs": [{"select": scores(select, n), "score": scores(score, n),
-                          "draws": draws}]}
+                "runs": [{"select": scores(select, n), "draws": draws}]}
 
     # b is lower on selection draws (0.30 against 0.40), so it is the reference, although it
     # reads higher on scoring draws; the per-image worst chooses on held-out scoring draws, so

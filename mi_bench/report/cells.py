@@ -59,8 +59,8 @@ class Cell:
     problems: list[str]
     scores: dict | None = None  # per example: robust, clean (share right), worst (bool)
     # every run (each seed of each variant) with arrays, the chosen variant's first: per
-    # example its selection and scoring means and its scoring draws ({"select", "score",
-    # "draws"}); the worst over attacks picks among them (``Row.worst_scores``)
+    # example its selection-draw mean and its scoring draws ({"select", "draws"}); the worst
+    # over attacks picks among them (``Row.worst_scores``)
     all_robust: list = field(default_factory=list)
 
     @property
@@ -147,8 +147,8 @@ def example_scores(store: ResultStore, records: list[dict]) -> tuple[dict | None
     score; ``clean_draws``: the first seed's clean scoring draws (a run that kept the clean
     image carries its own seed's at the same indices, so no draw lands in one half of the
     held-out split for one candidate and in the other half for another); ``runs``: each
-    record's (seed's) per-example selection and scoring means, its scoring draws (``draws``)
-    and the attacks it ran. None, with
+    record's (seed's) per-example selection-draw mean, its scoring draws (``draws``) and the
+    attacks it ran. None, with
     a problem, if the arrays are missing or misfit."""
     robust, clean, clean_sel, runs, worst = [], [], [], [], None
     for r in records:
@@ -166,7 +166,7 @@ def example_scores(store: ResultStore, records: list[dict]) -> tuple[dict | None
         robust.append(adv)
         clean.append(cl)
         clean_sel.append(cl_sel)
-        runs.append({"select": adv_sel.mean(0), "score": adv.mean(0), "draws": adv,
+        runs.append({"select": adv_sel.mean(0), "draws": adv,
                      "attacks": frozenset(record_attacks(r))})
         worst = adv.all(0) if worst is None else worst & adv.all(0)
     return {"robust": np.concatenate(robust).mean(0), "clean": np.concatenate(clean).mean(0),

@@ -126,7 +126,7 @@ class Row:
         if self.randomized and min(len(d) for d in draws) >= 2:
             return held_out_worst(draws)
         select = [main.scores["clean_select"], *(r["select"] for r in runs)]
-        score = [main.scores["clean"], *(r["score"] for r in runs)]
+        score = [main.scores["clean"], *(r["draws"].mean(0) for r in runs)]
         return worst_scores(np.stack(select), np.stack(score))
 
     @property
