@@ -270,15 +270,11 @@ def test_official_preset_carries_the_mi_case_study_settings(monkeypatch, capsys,
 
 
 def test_the_table_names_the_preset_a_record_followed():
-    import importlib.util
-    from pathlib import Path
+    from test_k_table import load
 
     from mi_bench.attacks.binarization import PRESETS
 
-    script = Path(__file__).resolve().parents[1] / "leaderboards" / "binarization_table.py"
-    spec = importlib.util.spec_from_file_location("binarization_table", script)
-    table = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(table)
+    table = load("binarization_table")
     for name, preset in PRESETS.items():
         assert table._preset({**preset["settings"], "c": 1.0}) == name
     assert table._preset({**PRESETS["cpu"]["settings"], "n_inner": 29}) == "custom"

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-SCRIPT = Path(__file__).resolve().parents[1] / "leaderboards" / "k_table.py"
+LEADERBOARDS = Path(__file__).resolve().parents[1] / "leaderboards"
 
 
-def load():
-    spec = importlib.util.spec_from_file_location("k_table", SCRIPT)
+def load(name: str = "k_table"):
+    """A script of ``leaderboards/`` as a module (they are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, LEADERBOARDS / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
