@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import real_data_dir
 from test_distributed import assert_same_records
 
 from mi_bench.cli import main
@@ -235,6 +236,21 @@ def test_the_headline_spec_keeps_one_image_set_per_eps():
         for defense in ("none", "mi-ol"):
             for suite in ("pgd", "eot-pgd", "autoattack", "transfer"):
                 assert (model, defense, suite) in at8, (model, defense, suite)
+
+
+def test_the_k_table_spec_makes_exactly_its_stored_records():
+    """The shipped K table is rerunnable: on the real data its spec plans every stored record
+    (same keys, so regrouping its grids resumes instead of attacking again) and no other done."""
+    data = real_data_dir()
+    root = Path(__file__).resolve().parents[1] / "leaderboards"
+    jobs = plan(load_spec(root / "k_table.toml"), str(data))
+    stored = {p.stem for p in (root / "results" / "k_table" / "store" / "records").glob("*.json")}
+    assert len({j.key for j in jobs}) == len(jobs) == 16
+    assert {j.key for j in jobs if j.status == "done"} == stored
+    partial = root / "results" / "k_table" / "store" / "partial"
+    for j in jobs:
+        if j.status == "partial":
+            assert (partial / j.key).is_dir() and j.batches_done < j.batches
 
 
 def test_a_checkpoint_beside_the_spec_is_found_from_anywhere(monkeypatch, tmp_path,
