@@ -6,7 +6,8 @@ the interval of the largest K (30), and not below 15. With ``--base STORE`` (the
 n = 1,000) each line also gets the paired difference against the bare model's worst over
 attacks on the same first n test images (a deterministic row, so its first n entries are
 exactly those images' scores). Last, per (row, K) with several attacks, each attack against the
-one lowest on selection draws and their per-image worst over attacks, paired::
+one lowest on selection draws and their per-image worst over attacks, paired, and where the
+ensemble's points go: on the images its exit rule let go, or on those it attacked to the end::
 
     python leaderboards/k_table.py leaderboards/results/k_table/store \
         --base leaderboards/results/headline/store
@@ -72,6 +73,8 @@ def main() -> None:
     for (row, k), by_attack in sorted(at_k.items()):
         if len(by_attack) > 1:
             print(f"- {row}, K = {k}: {_between(by_attack)}")
+            if "ensemble" in by_attack:
+                print(f"- {row}, K = {k}: {_exit_split(by_attack)}")
 
 
 def _paired(d) -> str:
@@ -93,6 +96,24 @@ def _between(by_attack: dict) -> str:
                  + ", ".join(f"minus {a} {_paired(worst - by_attack[a]['robust'])}"
                              for a in names))
     return "; ".join(parts)
+
+
+def _exit_split(by_attack: dict) -> str:
+    """Where the ensemble loses to another attack: on the images it let go (wrong in all its
+    selection draws, its exit rule) or on those it attacked to the end. Both attacks are read
+    on their scoring draws, split by the ensemble's selection draws, so no split reads a number
+    it chose; points per 100 images of the whole set."""
+    ens = by_attack["ensemble"]
+    gone = ens["runs"][0]["select"] == 0
+    n = len(gone)
+    parts = []
+    for a in sorted(set(by_attack) - {"ensemble"}):
+        other = by_attack[a]["robust"]
+        parts.append(f"{a} {100 * other[gone].sum() / n:.1f} and {100 * other[~gone].sum() / n:.1f}")
+    return (f"ensemble's exit: {int(gone.sum())} of {n} images wrong in all its selection draws "
+            f"read {100 * ens['robust'][gone].sum() / n:.1f} points there (scoring draws), the "
+            f"other {int((~gone).sum())} {100 * ens['robust'][~gone].sum() / n:.1f}; "
+            + "; ".join(parts))
 
 
 def _bare_worst(path: str) -> dict:

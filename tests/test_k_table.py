@@ -55,3 +55,17 @@ def test_between_attacks_compares_with_the_one_lowest_on_selection_draws():
     assert line.startswith("a minus b -5.0 [")
     assert "worst over these 30.0 [" in line and "minus b -5.0 [" in line
     assert "minus a +0.0 [" in line
+
+
+def test_the_exit_split_puts_each_points_share_where_the_ensemble_let_the_image_go():
+    k_table = load()
+    # the ensemble lets the first 100 images go (0 on every selection draw); on them it still
+    # reads 0.10 on scoring draws (10 images right) and EOT-PGD 0.02; on the other 100 both 0.3
+    sel = np.r_[np.zeros(100), np.full(100, 0.5)]
+    ens = np.r_[scores(0.10, 100), scores(0.30, 100)]
+    eot = np.r_[scores(0.02, 100), scores(0.30, 100)]
+    line = k_table._exit_split({"ensemble": {"robust": ens, "runs": [{"select": sel}]},
+                                "EOT-PGD": {"robust": eot, "runs": [{"select": sel}]}})
+    assert line.startswith("ensemble's exit: 100 of 200 images wrong in all its selection draws "
+                           "read 5.0 points there")
+    assert "the other 100 15.0; EOT-PGD 1.0 and 15.0" in line
