@@ -1,8 +1,9 @@
 """Print the convergence table of the AutoAttack ensemble on one row, from a result store.
 
 Every ensemble record of the row (one knob pushed per record, as the ``convergence-*`` grids of
-``sweep.toml`` run them) with its interval over images and each member's wins, then the
-per-image minimum over every record of the row (all suites)::
+``sweep.toml`` run them) with its interval over images and each member's wins, then the row's
+worst over every record (all suites), held out as the report's: per image chosen on one half of
+the scoring draws and read on the other (``held_out_worst``)::
 
     python leaderboards/convergence_table.py leaderboards/results/store \
         --checkpoint prn18w16-iat-s0 --defense mi-ol --eps 8/255
@@ -52,7 +53,7 @@ def main() -> None:
         print(f"| {setting} | {r['n']} | {100 * scores['robust'].mean():.1f} "
               f"[{100 * lo:.1f}, {100 * hi:.1f}] | {wins} |")
     mean, (lo, hi) = whole.worst_over_attacks
-    print(f"| per image, the minimum over all {len(row)} records of the row | "
+    print(f"| per image, the held-out worst over all {len(row)} records of the row | "
           f"{whole.image_set[0]} | {100 * mean:.1f} [{100 * lo:.1f}, {100 * hi:.1f}] | |")
 
 
