@@ -105,14 +105,16 @@ def _exit_split(by_attack: dict) -> str:
     it chose; points per 100 images of the whole set."""
     ens = by_attack["ensemble"]
     gone = ens["runs"][0]["select"] == 0
-    n = len(gone)
-    parts = []
-    for a in sorted(set(by_attack) - {"ensemble"}):
-        other = by_attack[a]["robust"]
-        parts.append(f"{a} {100 * other[gone].sum() / n:.1f} and {100 * other[~gone].sum() / n:.1f}")
-    return (f"ensemble's exit: {int(gone.sum())} of {n} images wrong in all its selection draws "
-            f"read {100 * ens['robust'][gone].sum() / n:.1f} points there (scoring draws), the "
-            f"other {int((~gone).sum())} {100 * ens['robust'][~gone].sum() / n:.1f}; "
+
+    def points(robust, where) -> str:
+        return f"{100 * robust[where].sum() / len(gone):.1f}"
+
+    parts = [f"{a} {points(by_attack[a]['robust'], gone)} and "
+             f"{points(by_attack[a]['robust'], ~gone)}"
+             for a in sorted(set(by_attack) - {"ensemble"})]
+    return (f"ensemble's exit: {int(gone.sum())} of {len(gone)} images wrong in all its "
+            f"selection draws read {points(ens['robust'], gone)} points there (scoring draws), "
+            f"the other {int((~gone).sum())} {points(ens['robust'], ~gone)}; "
             + "; ".join(parts))
 
 
