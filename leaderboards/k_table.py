@@ -19,7 +19,7 @@ import argparse
 from collections import defaultdict
 
 from mi_bench.attacks.draws import held_out_worst
-from mi_bench.intervals import bootstrap, interval
+from mi_bench.intervals import interval, paired_points
 from mi_bench.report.cells import example_scores
 from mi_bench.report.rows import collect_rows, read_records
 
@@ -56,13 +56,13 @@ def main() -> None:
             lo, hi = interval(robust)
             diff = "-"
             if k != top and robust.shape == ref.shape:
-                diff = _paired(robust - ref)
+                diff = paired_points(robust - ref)
             passes = (r["forwards"] + r["backwards"]) / r["n"]
             vs_bare = ""
             if bare:
                 base = bare.get(r["checkpoint"])
                 vs_bare = " - |" if base is None or len(base) < len(robust) else \
-                    f" {_paired(robust - base[:len(robust)])} |"
+                    f" {paired_points(robust - base[:len(robust)])} |"
             print(f"| {row} | {attack} | {k} | {r['n']} | {100 * robust.mean():.1f} "
                   f"[{100 * lo:.1f}, {100 * hi:.1f}] | {diff} |{vs_bare} {passes:,.0f} | "
                   f"{r['seconds'] / r['n']:.2f} |")
@@ -77,23 +77,18 @@ def main() -> None:
                 print(f"- {row}, K = {k}: {_exit_split(by_attack)}")
 
 
-def _paired(d) -> str:
-    lo, hi = bootstrap(d, bounds=(-1.0, 1.0))
-    return f"{100 * d.mean():+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
-
-
 def _between(by_attack: dict) -> str:
     """Attacks at one K on the same images: each against the one lowest on selection draws
     (paired), and their per-image worst (``held_out_worst``, as a row's) against each."""
     names = sorted(by_attack, key=lambda a: by_attack[a]["runs"][0]["select"].mean())
     ref = by_attack[names[0]]
-    parts = [f"{a} minus {names[0]} {_paired(by_attack[a]['robust'] - ref['robust'])}"
+    parts = [f"{a} minus {names[0]} {paired_points(by_attack[a]['robust'] - ref['robust'])}"
              for a in names[1:]]
     worst = held_out_worst([ref["clean_draws"], *(by_attack[a]["runs"][0]["draws"]
                                                   for a in names)])
     lo, hi = interval(worst)
     parts.append(f"worst over these {100 * worst.mean():.1f} [{100 * lo:.1f}, {100 * hi:.1f}], "
-                 + ", ".join(f"minus {a} {_paired(worst - by_attack[a]['robust'])}"
+                 + ", ".join(f"minus {a} {paired_points(worst - by_attack[a]['robust'])}"
                              for a in names))
     return "; ".join(parts)
 

@@ -62,6 +62,14 @@ def interval(scores: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
     return bootstrap(scores, level)
 
 
+def paired_points(differences: np.ndarray) -> str:
+    """A paired per-image difference of accuracies, in points with its bootstrap interval:
+    ``+1.5 [-0.4, +3.2]`` (the leaderboards' K and convergence tables)."""
+    d = np.asarray(differences, dtype=float)
+    lo, hi = bootstrap(d, bounds=(-1.0, 1.0))
+    return f"{100 * d.mean():+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+
+
 def _z(level: float) -> float:
     """Two-sided normal quantile (stdlib only): 1.96 at 95%."""
     from statistics import NormalDist

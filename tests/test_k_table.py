@@ -69,3 +69,20 @@ def test_the_exit_split_puts_each_points_share_where_the_ensemble_let_the_image_
     assert line.startswith("ensemble's exit: 100 of 200 images wrong in all its selection draws "
                            "read 5.0 points there")
     assert "the other 100 15.0; EOT-PGD 1.0 and 15.0" in line
+
+
+def test_the_convergence_table_pairs_every_setting_with_the_first_on_the_same_images():
+    table = load("convergence_table")._table
+
+    def record(eot: int, restarts: int = 1) -> dict:
+        return {"attack": {"eot_iter": eot, "n_iter": 100, "restarts": restarts},
+                "attack_draws": 1, "n": 200, "ensemble": {"apgd-ce": {"wins": 3}}}
+
+    lines = table([(record(5), scores(0.40)), (record(10), scores(0.35)),
+                   (record(5, 2), scores(0.40)[:100])])
+    assert "minus the first setting" in lines[0] and "wins: apgd-ce" in lines[0]
+    base, eot10, other_images = lines[2:]
+    assert "| 40.0 [" in base and "| - |" in base  # the first is the reference
+    assert "| 35.0 [" in eot10 and "| -5.0 [-8." in eot10  # 10 of 200 images, all one way
+    assert "| - |" in other_images  # different images: no paired difference
+    assert table([]) == []
