@@ -19,6 +19,7 @@ import argparse
 from collections import defaultdict
 
 from mi_bench.attacks.draws import held_out_worst
+from mi_bench.attacks.registry import default_members
 from mi_bench.intervals import interval, paired_points
 from mi_bench.report.cells import example_scores
 from mi_bench.report.rows import collect_rows, read_records
@@ -124,7 +125,15 @@ def _attack(r: dict) -> str:
     if r["suite"] == "eot-pgd":
         a = r["attack"]
         return f"EOT-PGD-{a['steps']} ({a['loss']}, EOT {a['eot_iter']})"
-    return "ensemble" if r["suite"] == "autoattack" else r["suite"]
+    if r["suite"] != "autoattack":
+        return r["suite"]
+    members = r["attack"].get("attacks") or list(default_members())
+    if set(members) == set(default_members()):
+        return "ensemble"
+    extra = [m for m in members if m not in default_members()]
+    if set(default_members()) <= set(members):
+        return "ensemble + " + ", ".join(extra)
+    return "ensemble (" + ", ".join(members) + ")"
 
 
 def _choice(by_k: dict, top: int) -> str:
