@@ -86,3 +86,19 @@ def test_the_convergence_table_pairs_every_setting_with_the_first_on_the_same_im
     assert "| 35.0 [" in eot10 and "| -5.0 [-8." in eot10  # 10 of 200 images, all one way
     assert "| - |" in other_images  # different images: no paired difference
     assert table([]) == []
+
+
+def test_an_ensemble_row_names_the_members_it_ran_beyond_the_defaults():
+    k_table = load()
+    from mi_bench.attacks.registry import default_members
+
+    defaults = list(default_members())
+
+    def name(attacks):
+        return k_table._attack({"suite": "autoattack", "attack": {"attacks": attacks}})
+
+    assert name(None) == "ensemble"
+    assert name(list(reversed(defaults))) == "ensemble"
+    assert name(defaults + ["apgd-t"]) == "ensemble + apgd-t"
+    assert name(defaults[:2]) == "ensemble (" + ", ".join(defaults[:2]) + ")"
+    assert k_table._attack({"suite": "transfer", "attack": {}}) == "transfer"
